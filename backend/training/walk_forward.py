@@ -1,0 +1,219 @@
+"""Rolling walk-forward windows over trading sessions, with purge gaps.
+
+Each window is laid out in session order as::
+
+    | fit ................ | gap | val | gap | test ....... |
+    |<------------- train_sessions ------->|
+
+* ``fit``: what the model trains on; the normalizer is fit here too.
+* ``val``: the last ``val_fraction`` of the training range, used only for early stopping.
+* ``test``: out of sample; the model never saw it and nothing was tuned on it.
+* ``gap``: whole sessions dropped so that no bar informs both sides. It spans at least
+  ``gap_bars`` bars (the longest feature lookback plus the reward horizon), counted on the
+  actual sessions, so half days widen the gap rather than shrink it (Qlib's
+  ``RollingGen.trunc_days`` does the same in days; de Prado's purging/embargo in AFML ch. 7).
+
+The next window starts ``step_sessions`` later (default: one test length), so test ranges
+tile the data without overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class WalkForwardConfig:
+    """How windows are cut. All lengths are in trading sessions unless stated."""
+
+    train_sessions: int = 120
+    """Length of the training range, validation holdout included."""
+    test_sessions: int = 20
+    """Length of each out-of-sample test range."""
+    step_sessions: int | None = None
+    """Sessions between successive window starts; ``None`` means ``test_sessions``."""
+    val_fraction: float = 0.05
+    """Share of the training range held out at its end for early stopping."""
+    min_val_sessions: int = 1
+    """Floor on the validation holdout, so short training ranges still get one."""
+    gap_bars: int = 104
+    """Minimum bars purged between fit/val and val/test: longest lookback + horizon."""
+    anchored: bool = False
+    """If true, every window's training range starts at the first session (expanding)."""
+    max_windows: int | None = None
+    """Keep only the last ``max_windows`` windows (the most recent data); ``None`` keeps all."""
+
+    def __post_init__(self) -> None:
+        if self.train_sessions < 2:
+            raise ValueError(f"train_sessions must be >= 2, got {self.train_sessions}")
+        if self.test_sessions < 1:
+            raise ValueError(f"test_sessions must be >= 1, got {self.test_sessions}")
+        if self.step_sessions is not None and self.step_sessions < 1:
+            raise ValueError(f"step_sessions must be >= 1 or None, got {self.step_sessions}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        if self.min_val_sessions < 1:
+            raise ValueError(f"min_val_sessions must be >= 1, got {self.min_val_sessions}")
+        if self.gap_bars < 0:
+            raise ValueError(f"gap_bars must be >= 0, got {self.gap_bars}")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ValueError(f"max_windows must be >= 1 or None, got {self.max_windows}")
+
+    @property
+    def step(self) -> int:
+        """Sessions between window starts."""
+        return self.step_sessions or self.test_sessions
+
+    @property
+    def val_sessions(self) -> int:
+        """Sessions in the validation holdout."""
+        return max(self.min_val_sessions, int(np.ceil(self.val_fraction * self.train_sessions)))
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict for configs and reports."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SessionRange:
+    """A half-open range ``[start, stop)`` of positions in the session list."""
+
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, (int, np.integer)) and self.start <= item < self.stop
+
+
+@dataclass(frozen=True)
+class WalkForwardWindow:
+    """One window, as positions into the session list it was cut from."""
+
+    index: int
+    fit: SessionRange
+    val: SessionRange
+    test: SessionRange
+
+    @property
+    def train(self) -> SessionRange:
+        """The whole training range: fit, purge gap and validation."""
+        return SessionRange(self.fit.start, self.val.stop)
+
+
+class InsufficientDataError(ValueError):
+    """The data are too short for even one walk-forward window."""
+
+
+def _gap_sessions(bars_per_session: np.ndarray, boundary: int, gap_bars: int) -> int:
+    """Fewest whole sessions just before ``boundary`` that together hold ``gap_bars`` bars.
+
+    Returns more than ``boundary`` when the sessions before it hold too few bars.
+    """
+    total, count = 0, 0
+    while total < gap_bars:
+        if count >= boundary:
+            return boundary + 1
+        total += int(bars_per_session[boundary - 1 - count])
+        count += 1
+    return count
+
+
+def generate_windows(
+    bars_per_session: Sequence[int] | np.ndarray, config: WalkForwardConfig
+) -> list[WalkForwardWindow]:
+    """Cut walk-forward windows over sessions whose bar counts are ``bars_per_session``.
+
+    Windows are placed from their test ranges backwards, so successive test ranges tile
+    the data with no session skipped or repeated (step = test length) and the concatenated
+    out-of-sample record is continuous. Gaps are measured in bars on the real sessions, so
+    a 104-bar gap is 4 full sessions but 5 when a half day falls inside it.
+
+    Raises:
+        InsufficientDataError: if not even one full window fits, with the sessions needed.
+    """
+    bars = np.asarray(bars_per_session, dtype=np.int64)
+    n = len(bars)
+    if np.any(bars <= 0):
+        raise ValueError("every session must hold at least one bar")
+
+    def layout(test_start: int) -> WalkForwardWindow | None:
+        gap_test = _gap_sessions(bars, test_start, config.gap_bars)
+        train_stop = test_start - gap_test
+        val = SessionRange(train_stop - config.val_sessions, train_stop)
+        train_start = 0 if config.anchored else train_stop - config.train_sessions
+        if train_start < 0 or val.start <= train_start:
+            return None
+        gap_fit = _gap_sessions(bars, val.start, config.gap_bars)
+        fit = SessionRange(train_start, val.start - gap_fit)
+        if len(fit) < 1:
+            if config.anchored:
+                return None  # a later test start leaves room to fit
+            raise InsufficientDataError(
+                f"train_sessions={config.train_sessions} leaves no session to fit on after "
+                f"the {config.val_sessions}-session validation holdout and a "
+                f"{gap_fit}-session gap; raise train_sessions or lower gap_bars"
+            )
+        test = SessionRange(test_start, test_start + config.test_sessions)
+        return WalkForwardWindow(index=0, fit=fit, val=val, test=test)
+
+    # The first test range starts at the first session that leaves room for a training
+    # range before it; every later one starts where the previous one stepped to.
+    first: WalkForwardWindow | None = None
+    test_start = 0
+    while test_start + config.test_sessions <= n:
+        first = layout(test_start)
+        if first is not None:
+            break
+        test_start += 1
+    windows: list[WalkForwardWindow] = []
+    while first is not None and test_start + config.test_sessions <= n:
+        window = layout(test_start)
+        if window is not None:
+            windows.append(replace(window, index=len(windows)))
+        test_start += config.step
+    if not windows:
+        needed = config.train_sessions + config.test_sessions
+        raise InsufficientDataError(
+            f"data hold {n} sessions but one walk-forward window needs at least {needed} "
+            f"(train {config.train_sessions} + test {config.test_sessions}) plus purge gaps of "
+            f"{config.gap_bars} bars; load a longer date range or shorten the windows"
+        )
+    if config.max_windows is not None and len(windows) > config.max_windows:
+        windows = [replace(w, index=i) for i, w in enumerate(windows[-config.max_windows :])]
+    return windows
+
+
+def window_table(
+    windows: Sequence[WalkForwardWindow],
+    sessions: Sequence[pd.Timestamp] | pd.DatetimeIndex,
+    bars_per_session: Sequence[int] | np.ndarray,
+) -> pd.DataFrame:
+    """One row per window: first/last date and bar count of fit, val and test."""
+    days = pd.DatetimeIndex(sessions)
+    bars = np.asarray(bars_per_session, dtype=np.int64)
+    rows = []
+    for w in windows:
+        row: dict[str, object] = {"window": w.index}
+        for name, part in (("fit", w.fit), ("val", w.val), ("test", w.test)):
+            row[f"{name}_start"] = days[part.start].date()
+            row[f"{name}_end"] = days[part.stop - 1].date()
+            row[f"{name}_sessions"] = len(part)
+            row[f"{name}_bars"] = int(bars[part.start : part.stop].sum())
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("window")
+
+
+MODE_PRESETS: dict[str, WalkForwardConfig] = {
+    # Minutes on 2 CPU cores: the last two windows of the default data.
+    "short": WalkForwardConfig(train_sessions=60, test_sessions=10, max_windows=2),
+    # The real experiment: about a year of training, monthly test windows, all of them.
+    "long": WalkForwardConfig(train_sessions=250, test_sessions=20),
+}
+"""Window presets behind ``--mode``; ``gap_bars`` is raised to the feature lookback at run time."""
