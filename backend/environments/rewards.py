@@ -1,0 +1,214 @@
+"""Per-step rewards for the trading environment, behind one small interface.
+
+Every reward consumes the step's *net* return ``R_t`` (after trading costs, as a fraction
+of the equity at the previous decision) and the step's trading cost, and returns a float.
+They are stateful only where the definition needs it (the Differential Sharpe Ratio keeps
+moving moments), and :meth:`RewardFunction.reset` is called at every episode start so that
+a seeded reset reproduces the same rewards.
+
+The Differential Sharpe Ratio (DSR) follows Moody & Saffell, "Reinforcement learning for
+trading" (NIPS 1998) and "Learning to trade via direct reinforcement" (IEEE TNN 2001),
+eqs. (14)-(16) of the latter::
+
+    A_t = A_{t-1} + eta * (R_t   - A_{t-1})          # first moment
+    B_t = B_{t-1} + eta * (R_t^2 - B_{t-1})          # second moment
+    D_t = (B_{t-1} dA_t - 1/2 A_{t-1} dB_t) / (B_{t-1} - A_{t-1}^2)^(3/2)
+    dA_t = R_t - A_{t-1},  dB_t = R_t^2 - B_{t-1}
+
+``D_t`` is the first-order sensitivity of the exponentially weighted Sharpe ratio to the
+newest return, so summing it over time climbs the Sharpe ratio, not the raw PnL. With the
+moments at zero it reduces to ``R_t / sqrt(B_{t-1})``: a volatility-scaled return.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from backend.config.env_config import EnvConfig
+
+
+class RewardFunction(ABC):
+    """A per-step reward computed from the step's net return and trading cost."""
+
+    name: ClassVar[str]
+    """Registry key (``EnvConfig.reward``)."""
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: EnvConfig) -> RewardFunction:
+        """Build the reward from the environment config's reward fields."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget all state; called at every episode start."""
+
+    @abstractmethod
+    def step(self, net_return: float, trade_cost: float = 0.0) -> float:
+        """Reward for one step.
+
+        Args:
+            net_return: ``R_t``, the step's return after costs, as a fraction of the equity
+                at the previous decision.
+            trade_cost: The step's commission plus slippage, same units (already included
+                in ``net_return``).
+        """
+
+    @property
+    def state(self) -> dict[str, float]:
+        """Internal state worth logging in ``info``; empty for stateless rewards."""
+        return {}
+
+
+class DifferentialSharpeRatio(RewardFunction):
+    """Moody & Saffell's Differential Sharpe Ratio with a warm-up and a variance floor.
+
+    Warm-up: the moments start at ``A_0 = B_0 = 0``, so for the first few steps the
+    variance estimate ``B - A^2`` is built from one or two returns and ``D_t`` is noise with
+    a huge scale. For the first ``warmup_steps`` calls the moments are updated as usual but
+    the reward is 0; the alternative (scaling by a prior volatility) would need a return
+    scale this class cannot know.
+
+    Variance floor: the denominator uses ``max(B_{t-1} - A_{t-1}^2, eps) ** 1.5``. The raw
+    estimate is exactly 0 at the start and whenever the agent has only been flat (all
+    ``R = 0``), and is tiny for tiny positions; without a floor ``D_t`` divides by ~0. With
+    the floor active the numerator (which carries a factor ``B_{t-1}``) is also small, so
+    the reward fades out smoothly instead of exploding. ``eps`` is in squared return units:
+    1e-8 is a 1 bp per-bar standard deviation, well below any real 15-minute bar of an ETF.
+
+    Args:
+        eta: Adaptation rate of the moving moments, in ``(0, 1)``.
+        warmup_steps: Number of initial steps that return 0 while the moments are updated.
+        eps: Variance floor of the denominator, > 0.
+    """
+
+    name: ClassVar[str] = "dsr"
+
+    def __init__(self, eta: float = 0.01, warmup_steps: int = 10, eps: float = 1e-8) -> None:
+        if not 0.0 < eta < 1.0:
+            raise ValueError(f"eta: must be in (0, 1), got {eta}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps: must be >= 0, got {warmup_steps}")
+        if not eps > 0.0:
+            raise ValueError(f"eps: must be > 0, got {eps}")
+        self.eta = float(eta)
+        self.warmup_steps = int(warmup_steps)
+        self.eps = float(eps)
+        self.A = 0.0
+        self.B = 0.0
+        self.n = 0
+
+    @classmethod
+    def from_config(cls, config: EnvConfig) -> DifferentialSharpeRatio:
+        """Build from ``dsr_eta``, ``dsr_warmup_steps`` and ``dsr_eps``."""
+        return cls(config.dsr_eta, config.dsr_warmup_steps, config.dsr_eps)
+
+    def reset(self) -> None:
+        """Zero the moments and the step counter."""
+        self.A = 0.0
+        self.B = 0.0
+        self.n = 0
+
+    def step(self, net_return: float, trade_cost: float = 0.0) -> float:
+        """Update the moments with ``R_t`` and return ``D_t`` (0 during warm-up).
+
+        ``D_t`` uses the moments *before* this update (``A_{t-1}``, ``B_{t-1}``), as in the
+        definition; ``trade_cost`` is ignored because it is already inside ``net_return``.
+        """
+        r = float(net_return)
+        a_prev = self.A
+        b_prev = self.B
+        d_a = r - a_prev
+        d_b = r * r - b_prev
+        variance = b_prev - a_prev * a_prev
+        if variance < self.eps:
+            variance = self.eps
+        dsr = (b_prev * d_a - 0.5 * a_prev * d_b) / (variance * math.sqrt(variance))
+        self.A = a_prev + self.eta * d_a
+        self.B = b_prev + self.eta * d_b
+        self.n += 1
+        return 0.0 if self.n <= self.warmup_steps else dsr
+
+    @property
+    def state(self) -> dict[str, float]:
+        """``{"A": A_t, "B": B_t, "n": steps seen}`` after the latest update."""
+        return {"A": self.A, "B": self.B, "n": float(self.n)}
+
+
+# Smallest wealth ratio fed to the log: a wipe-out (R <= -1, possible for a short through a
+# >100% jump) gets a large finite penalty, log(1e-12) ~ -27.6, instead of -inf/NaN, which
+# would poison a replay buffer.
+_MIN_WEALTH_RATIO = 1e-12
+
+
+class LogReturnReward(RewardFunction):
+    """``log(1 + R_t)``: additive over time, so the episode return is the log wealth growth."""
+
+    name: ClassVar[str] = "log_return"
+
+    @classmethod
+    def from_config(cls, config: EnvConfig) -> LogReturnReward:
+        """No parameters; the config is accepted for a uniform registry interface."""
+        return cls()
+
+    def reset(self) -> None:
+        """Stateless: nothing to reset."""
+
+    def step(self, net_return: float, trade_cost: float = 0.0) -> float:
+        """``log(max(1 + R_t, 1e-12))``."""
+        return math.log(max(1.0 + float(net_return), _MIN_WEALTH_RATIO))
+
+
+class CostPenalizedReturnReward(RewardFunction):
+    """``R_t - penalty * cost_t``: the net return with trading costs counted extra.
+
+    Costs are already inside ``R_t``; the penalty over-weights them, a common way to stop a
+    policy from churning on noise the backtest cost model understates.
+
+    Args:
+        penalty: Extra weight on the step's trading cost, >= 0 (0 gives the plain return).
+    """
+
+    name: ClassVar[str] = "cost_penalized"
+
+    def __init__(self, penalty: float = 1.0) -> None:
+        if not penalty >= 0.0:
+            raise ValueError(f"penalty: must be >= 0, got {penalty}")
+        self.penalty = float(penalty)
+
+    @classmethod
+    def from_config(cls, config: EnvConfig) -> CostPenalizedReturnReward:
+        """Build from ``cost_penalty``."""
+        return cls(config.cost_penalty)
+
+    def reset(self) -> None:
+        """Stateless: nothing to reset."""
+
+    def step(self, net_return: float, trade_cost: float = 0.0) -> float:
+        """``R_t - penalty * trade_cost``."""
+        return float(net_return) - self.penalty * float(trade_cost)
+
+
+REWARDS: dict[str, type[RewardFunction]] = {
+    DifferentialSharpeRatio.name: DifferentialSharpeRatio,
+    LogReturnReward.name: LogReturnReward,
+    CostPenalizedReturnReward.name: CostPenalizedReturnReward,
+}
+"""Reward name (``EnvConfig.reward``) to class."""
+
+
+def make_reward(config: EnvConfig) -> RewardFunction:
+    """Instantiate the reward named by ``config.reward``.
+
+    Raises:
+        KeyError: If the name is not registered (``EnvConfig`` already validates it).
+    """
+    try:
+        cls = REWARDS[config.reward]
+    except KeyError:
+        raise KeyError(
+            f"unknown reward {config.reward!r}; expected one of {sorted(REWARDS)}"
+        ) from None
+    return cls.from_config(config)
