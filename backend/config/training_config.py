@@ -1,0 +1,389 @@
+"""Typed run configuration: what features an agent sees (and, later, how it trains).
+
+Every run parameter lives in a frozen dataclass with a docstring per field, and invariants
+are checked on construction so a bad YAML fails at load time rather than an hour into
+training (CleanRL ``Args``, nanoGPT ``GPTConfig``). The generic helpers at the bottom
+(:func:`config_to_dict`, :func:`config_from_dict`, :func:`save_config`,
+:func:`load_config`) work for any dataclass in this module, so settings added later get
+strict dict/YAML/JSON round-trips for free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar, Union
+
+import yaml
+
+from backend.data_download.schema import INTERVALS
+
+FEATURE_GROUPS: tuple[str, ...] = (
+    "bar",
+    "returns",
+    "range_gap",
+    "technical",
+    "volume",
+    "calendar",
+    "vix",
+)
+"""Feature groups in the order their columns appear in the feature frame."""
+
+REGULAR_SESSION_MINUTES = 390
+"""Length of a full NYSE regular session (09:30-16:00), which bounds session memory."""
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+_JSON_SUFFIXES = (".json",)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """Which features are computed and with which parameters.
+
+    Windows and horizons are counted in bars (rows of the market frame), not in clock
+    time, so a missing bar shortens nothing but the calendar features stay exact.
+    """
+
+    use_bar: bool = True
+    """Normalised OHLCV of each bar (the sequence encoder's raw view of the tape)."""
+    use_returns: bool = True
+    """Multi-horizon log returns of the close."""
+    use_range_gap: bool = True
+    """Bar range, close location, overnight gap and session-anchored distances."""
+    use_technical: bool = True
+    """RSI, ATR, MACD and Bollinger %b."""
+    use_volume: bool = True
+    """Rolling z-score of log volume."""
+    use_calendar: bool = True
+    """Time of day, day of week and the fraction of the session left."""
+    use_vix: bool = True
+    """VIX level, change, trend and volatility; needs the market frame's ``vix`` column."""
+
+    interval: str = "15m"
+    """Bar interval of the market frame; sets the calendar grid and the session length."""
+    return_horizons: tuple[int, ...] = (1, 4, 13, 26, 78)
+    """Horizons (bars) of the log-return features: 15 min, 1 h, half a day, 1 and 3 days."""
+    bar_volume_window: int = 26
+    """Bars in the rolling mean that the bar's log volume is measured against (one day)."""
+    volume_zscore_window: int = 78
+    """Bars in the rolling window of the log-volume z-score (three days)."""
+    rsi_period: int = 14
+    """Wilder RSI period."""
+    atr_period: int = 14
+    """Wilder ATR period."""
+    macd_fast: int = 12
+    """Span of the fast EMA of the MACD line."""
+    macd_slow: int = 26
+    """Span of the slow EMA of the MACD line."""
+    macd_signal: int = 9
+    """Span of the EMA of the MACD line that forms the signal line."""
+    bollinger_window: int = 20
+    """Bars in the Bollinger moving average and standard deviation."""
+    bollinger_k: float = 2.0
+    """Width of the Bollinger bands in standard deviations."""
+    vix_trend_window: int = 78
+    """Bars in the moving average that ``vix_trend`` compares the VIX with (three days)."""
+    vix_volatility_window: int = 26
+    """Bars of VIX log changes in the rolling std ``vix_volatility`` (one day)."""
+    ewm_residual: float = 1e-3
+    """EWM-based features stay NaN until their seed's weight has decayed below this.
+
+    An exponential average remembers its starting point forever; masking the values while
+    the seed still weighs more than ``ewm_residual`` makes a feature nearly independent of
+    where the data happen to begin, so a live loop that computes on ``max_lookback`` bars
+    of history sees the values the model was trained on. ``1.0`` disables the extra
+    warm-up (textbook first values, as TA-Lib reports them).
+    """
+
+    _WINDOW_FIELDS: ClassVar[tuple[str, ...]] = (
+        "bar_volume_window",
+        "volume_zscore_window",
+        "rsi_period",
+        "atr_period",
+        "macd_fast",
+        "macd_slow",
+        "macd_signal",
+        "bollinger_window",
+        "vix_trend_window",
+        "vix_volatility_window",
+    )
+
+    def __post_init__(self) -> None:
+        # Lists from YAML or callers become tuples so the config stays hashable and frozen.
+        if isinstance(self.return_horizons, list):
+            object.__setattr__(self, "return_horizons", tuple(self.return_horizons))
+        for group in FEATURE_GROUPS:
+            value = getattr(self, f"use_{group}")
+            if not isinstance(value, bool):
+                raise TypeError(f"use_{group} must be a bool, got {value!r}")
+        if not any(getattr(self, f"use_{g}") for g in FEATURE_GROUPS):
+            raise ValueError(
+                "at least one feature group must be enabled; all of "
+                f"{[f'use_{g}' for g in FEATURE_GROUPS]} are False"
+            )
+        if self.interval not in INTERVALS:
+            raise ValueError(f"interval must be one of {sorted(INTERVALS)}, got {self.interval!r}")
+        for name in self._WINDOW_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("volume_zscore_window", "bollinger_window", "vix_volatility_window"):
+            # A standard deviation over one value is always 0: the feature would be constant.
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name} must be >= 2 (it is a standard deviation window)")
+        if not isinstance(self.return_horizons, tuple):
+            raise TypeError(
+                f"return_horizons must be a tuple of ints, got {type(self.return_horizons)}"
+            )
+        if self.use_returns and not self.return_horizons:
+            raise ValueError("return_horizons is empty but use_returns is True")
+        for h in self.return_horizons:
+            if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+                raise ValueError(f"return_horizons must hold positive integers, got {h!r}")
+        if len(set(self.return_horizons)) != len(self.return_horizons):
+            raise ValueError(f"return_horizons has duplicates: {self.return_horizons}")
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(
+                f"macd_fast ({self.macd_fast}) must be smaller than macd_slow ({self.macd_slow})"
+            )
+        if not (isinstance(self.bollinger_k, (int, float)) and self.bollinger_k > 0):
+            raise ValueError(f"bollinger_k must be > 0, got {self.bollinger_k!r}")
+        if not (
+            isinstance(self.ewm_residual, (int, float))
+            and math.isfinite(self.ewm_residual)
+            and 0.0 < self.ewm_residual <= 1.0
+        ):
+            raise ValueError(f"ewm_residual must be in (0, 1], got {self.ewm_residual!r}")
+
+    @property
+    def enabled_groups(self) -> tuple[str, ...]:
+        """Enabled groups in column order."""
+        return tuple(g for g in FEATURE_GROUPS if getattr(self, f"use_{g}"))
+
+    @property
+    def session_bars(self) -> int:
+        """Bars in a full regular session at this interval (26 for 15-minute bars).
+
+        Session-anchored features (gap, return since the open) remember at most this many
+        rows, so it is part of their declared lookback.
+        """
+        minutes = INTERVALS[self.interval].total_seconds() / 60.0
+        return math.ceil(REGULAR_SESSION_MINUTES / minutes)
+
+    @classmethod
+    def for_agent(cls, agent: str) -> FeatureConfig:
+        """The feature preset an agent was designed and tuned with.
+
+        Raises:
+            ValueError: if the agent has no preset; the message lists those that do.
+        """
+        key = agent.strip().upper()
+        try:
+            return FEATURE_PRESETS[key]
+        except KeyError:
+            raise ValueError(
+                f"no feature preset for agent {agent!r}; known agents: {sorted(FEATURE_PRESETS)}"
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists) for YAML/JSON and run reports."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureConfig:
+        """Build from a dict; unknown keys and wrongly typed values raise, naming the key."""
+        return config_from_dict(cls, data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write as YAML (``.yaml``/``.yml``) or JSON (``.json``), chosen by extension."""
+        return save_config(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureConfig:
+        """Read a file written by :meth:`save` (or by hand)."""
+        return load_config(cls, path)
+
+
+FEATURE_PRESETS: dict[str, FeatureConfig] = {
+    # Every group on, VIX included: the DSR reward is volatility-scaled, so the regime
+    # context (VIX level/trend) and the session clock are what the policy conditions on.
+    "SAC_INTRADAY_DSR": FeatureConfig(),
+}
+"""Feature preset per agent name (upper case)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Generic dataclass <-> dict <-> file helpers
+# ---------------------------------------------------------------------------------------
+
+ConfigT = TypeVar("ConfigT")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain dict of a config dataclass, nested dataclasses included, tuples as lists.
+
+    Lists rather than tuples keep ``yaml.safe_dump`` output free of Python tags.
+    """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"expected a dataclass instance, got {type(config).__name__}")
+    return {f.name: _to_plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return config_to_dict(value)
+    if isinstance(value, (tuple, list)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    return value
+
+
+def config_from_dict(cls: type[ConfigT], data: Mapping[str, Any]) -> ConfigT:
+    """Build the dataclass ``cls`` from a plain dict, strictly.
+
+    Unknown keys raise (a typo such as ``rsi_perod`` would otherwise silently fall back to
+    the default), values are checked against the field annotations (``bool`` is not
+    accepted for ``int``, lists become tuples, ints are accepted for floats) and the
+    dataclass's own ``__post_init__`` validation runs last.
+
+    Raises:
+        ValueError: on unknown keys.
+        TypeError: on a value whose type does not fit its field.
+    """
+    return _from_dict(cls, data, path=cls.__name__)
+
+
+def _from_dict(cls: type[ConfigT], data: Mapping[str, Any], path: str) -> ConfigT:
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{path}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown key(s) {sorted(map(str, unknown))}; valid keys: {sorted(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(value, hints[name], f"{path}.{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``hint``, converting lists to tuples."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors: list[str] = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except (TypeError, ValueError) as exc:
+                errors.append(str(exc))
+        raise TypeError(f"{path}: {value!r} fits none of {hint}: {'; '.join(errors)}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise TypeError(f"{path}: expected {len(args)} items, got {len(value)}")
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(_coerce(v, a, f"{path}[{i}]") for i, (a, v) in pairs)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{path}: expected one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        return _from_dict(hint, value, path)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{path}: expected a bool, got {type(value).__name__} {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{path}: expected an int, got {type(value).__name__} {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{path}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    if isinstance(hint, type):
+        if not isinstance(value, hint):
+            raise TypeError(f"{path}: expected {hint.__name__}, got {type(value).__name__}")
+        return value
+    raise TypeError(f"{path}: unsupported annotation {hint!r}")
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in _YAML_SUFFIXES:
+        return "yaml"
+    if suffix in _JSON_SUFFIXES:
+        return "json"
+    raise ValueError(
+        f"cannot tell the format of {str(path)!r} from its extension; "
+        f"use one of {list(_YAML_SUFFIXES + _JSON_SUFFIXES)}"
+    )
+
+
+def save_config(config: Any, path: str | Path) -> Path:
+    """Write a config dataclass as YAML or JSON (by extension), atomically.
+
+    Written through a temporary file and ``os.replace`` so an interrupted run never leaves
+    a half-written config next to its results.
+    """
+    target = Path(path)
+    fmt = _format_of(target)
+    data = config_to_dict(config)
+    if fmt == "yaml":
+        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    else:
+        text = json.dumps(data, indent=2) + "\n"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_config(cls: type[ConfigT], path: str | Path) -> ConfigT:
+    """Read a YAML or JSON config (by extension) into ``cls`` via :func:`config_from_dict`.
+
+    YAML is read with ``safe_load``: a config file can never construct arbitrary objects.
+    """
+    source = Path(path)
+    fmt = _format_of(source)
+    text = source.read_text(encoding="utf-8")
+    data = yaml.safe_load(text) if fmt == "yaml" else json.loads(text)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        kind = type(data).__name__
+        raise ValueError(f"{source}: expected a mapping at the top level, got {kind}")
+    return config_from_dict(cls, data)

@@ -1,0 +1,244 @@
+"""Shared plumbing for the SAC observation encoders.
+
+Every encoder is an SB3 ``BaseFeaturesExtractor`` that takes the env's ``spaces.Dict``
+observation (see ``Docs/CONTRACTS.md``, "Observation"), encodes the market part with a
+mode-specific *body*, and returns::
+
+    features = concat(head(body(market)), account_proj(account))  # (B, E + A)
+
+* ``body``: the only part that differs between modes. Flat encoders see ``features``
+  ``(B, F)``; sequence encoders see ``window`` ``(B, T, F)`` and a boolean ``valid`` mask
+  ``(B, T)`` (padding only at the oldest end; the newest bar, last, is always real).
+* ``head``: ``Linear -> LayerNorm -> Tanh`` to ``embedding_dim``, sized by a
+  ``torch.no_grad()`` dry pass through the body. The bounded, normalised output is the
+  SAC-AE/DrQ encoder head (Yarats et al. 2021), which keeps the critic's inputs on one scale
+  whatever the body.
+* ``account_proj``: ``Linear(3, account_dim) -> Tanh``.
+
+So ``features_dim = embedding_dim + account_dim`` for every mode, and switching
+``encoder_mode`` changes nothing else in the SAC setup.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from backend.config.encoder_config import EncoderConfigBase
+
+ObservationKind = Literal["flat", "sequence"]
+"""Which observation layout an encoder reads (the env's ``use_sequence_encoder`` flag)."""
+
+FLAT_KEYS: frozenset[str] = frozenset({"features", "account"})
+SEQUENCE_KEYS: frozenset[str] = frozenset({"window", "mask", "account"})
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+}
+"""Activation name (as in the configs) to module class."""
+
+
+@dataclass(frozen=True)
+class ObservationDims:
+    """Sizes read from a validated observation space."""
+
+    kind: ObservationKind
+    """Layout of the space."""
+
+    n_features: int
+    """F: engineered features per bar."""
+
+    window: int
+    """T: bars per window (1 for flat observations)."""
+
+    n_account: int
+    """Length of the account vector (3 under the current contract)."""
+
+
+def _box_shape(space: spaces.Dict, key: str, owner: str) -> tuple[int, ...]:
+    sub = space.spaces[key]
+    if not isinstance(sub, spaces.Box):
+        raise TypeError(f"{owner}: observation[{key!r}] must be a gymnasium Box, got {sub}")
+    return tuple(int(n) for n in sub.shape)
+
+
+def check_observation_space(
+    observation_space: object, kind: ObservationKind, owner: str
+) -> ObservationDims:
+    """Validate the env's Dict space against the layout an encoder needs.
+
+    Args:
+        observation_space: The space SB3 hands the extractor.
+        kind: ``"flat"`` (``features``, ``account``) or ``"sequence"`` (``window``,
+            ``mask``, ``account``).
+        owner: Encoder class name, for error messages.
+
+    Returns:
+        The feature, window and account sizes.
+
+    Raises:
+        TypeError: if the space is not a ``spaces.Dict`` of ``Box`` spaces, or has the
+            other mode's layout (the message says which env flag or encoder to change).
+        ValueError: if the shapes are inconsistent.
+    """
+    if not isinstance(observation_space, spaces.Dict):
+        raise TypeError(
+            f"{owner} needs a gymnasium spaces.Dict observation space (use SAC's "
+            f"'MultiInputPolicy'), got {observation_space}"
+        )
+    keys = set(observation_space.spaces)
+    if kind == "flat":
+        if "window" in keys:
+            raise TypeError(
+                f"{owner} needs flat observations {sorted(FLAT_KEYS)} but got a sequence-mode "
+                f"space {sorted(keys)}: set use_sequence_encoder=False in the env, or pick a "
+                "sequence encoder_mode ('cnn', 'lstm', 'transformer')"
+            )
+        if not FLAT_KEYS <= keys:
+            raise TypeError(f"{owner} needs keys {sorted(FLAT_KEYS)}, got {sorted(keys)}")
+        features = _box_shape(observation_space, "features", owner)
+        if len(features) != 1:
+            raise ValueError(f"{owner}: 'features' must have shape (F,), got {features}")
+        n_features, window = features[0], 1
+    else:
+        if "features" in keys and "window" not in keys:
+            raise TypeError(
+                f"{owner} needs sequence observations {sorted(SEQUENCE_KEYS)} but got a "
+                f"flat-mode space {sorted(keys)}: set use_sequence_encoder=True in the env, "
+                "or use encoder_mode='manual'"
+            )
+        if not SEQUENCE_KEYS <= keys:
+            raise TypeError(f"{owner} needs keys {sorted(SEQUENCE_KEYS)}, got {sorted(keys)}")
+        window_shape = _box_shape(observation_space, "window", owner)
+        mask_shape = _box_shape(observation_space, "mask", owner)
+        if len(window_shape) != 2:
+            raise ValueError(f"{owner}: 'window' must have shape (T, F), got {window_shape}")
+        window, n_features = window_shape
+        if mask_shape != (window,):
+            raise ValueError(
+                f"{owner}: 'mask' must have shape (T,) = ({window},), got {mask_shape}"
+            )
+    account = _box_shape(observation_space, "account", owner)
+    if len(account) != 1:
+        raise ValueError(f"{owner}: 'account' must have shape (A,), got {account}")
+    if min(n_features, window, account[0]) < 1:
+        raise ValueError(f"{owner}: empty observation dimension in {observation_space}")
+    return ObservationDims(kind=kind, n_features=n_features, window=window, n_account=account[0])
+
+
+def valid_mask(mask: th.Tensor) -> th.Tensor:
+    """Env float mask ``(B, T)`` (1.0 real, 0.0 padding) to a boolean mask ``(B, T)``.
+
+    Thresholded rather than compared to 1.0 so that a mask that went through a float
+    pipeline (replay buffer, VecNormalize excluded keys) still reads correctly.
+    """
+    return mask > 0.5
+
+
+def masked_mean(x: th.Tensor, valid: th.Tensor) -> th.Tensor:
+    """Mean of ``x`` ``(B, T, D)`` over the valid steps of ``valid`` ``(B, T)`` -> ``(B, D)``.
+
+    A row with no valid step (which the contract rules out) yields zeros, not NaN.
+    """
+    weights = valid.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+    count = weights.sum(dim=1).clamp_min(1.0)  # (B, 1)
+    return (x * weights).sum(dim=1) / count  # (B, D)
+
+
+class EncoderBase(BaseFeaturesExtractor, abc.ABC):
+    """Dict observation -> ``concat(embedding, account projection)``.
+
+    Subclasses set ``observation_kind`` and ``config_class`` and build the body in
+    ``_build_body``; this class validates the space, sizes the head with a dry pass and
+    implements ``forward``.
+
+    Attributes:
+        config: The encoder's validated config.
+        dims: Sizes read from the observation space.
+        body: Mode-specific network, ``(B, F)`` or ``((B, T, F), (B, T) bool)`` -> ``(B, D)``.
+        head: ``Linear(D, embedding_dim) -> LayerNorm -> Tanh``.
+        account_proj: ``Linear(n_account, account_dim) -> Tanh``.
+    """
+
+    observation_kind: ClassVar[ObservationKind]
+    config_class: ClassVar[type[EncoderConfigBase]]
+
+    def __init__(
+        self, observation_space: spaces.Dict, config: EncoderConfigBase | None = None
+    ) -> None:
+        name = type(self).__name__
+        if config is None:
+            config = self.config_class()
+        elif not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{name} takes a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        dims = check_observation_space(observation_space, self.observation_kind, name)
+        super().__init__(observation_space, features_dim=config.features_dim)
+        self.config = config
+        self.dims = dims
+        self.body = self._build_body(dims, config)
+        with th.no_grad():
+            body_dim = self._encode(self._dry_run_observation()).shape[-1]
+        self.head = nn.Sequential(
+            nn.Linear(body_dim, config.embedding_dim),
+            nn.LayerNorm(config.embedding_dim),
+            nn.Tanh(),
+        )
+        self.account_proj = nn.Sequential(
+            nn.Linear(dims.n_account, config.account_dim),
+            nn.Tanh(),
+        )
+
+    @abc.abstractmethod
+    def _build_body(self, dims: ObservationDims, config: EncoderConfigBase) -> nn.Module:
+        """Return the mode-specific network; its output size is found by a dry pass."""
+
+    def _dry_run_observation(self) -> dict[str, th.Tensor]:
+        """A batch of one all-zero observation with every bar real."""
+        n_acc = self.dims.n_account
+        if self.observation_kind == "flat":
+            return {
+                "features": th.zeros(1, self.dims.n_features),
+                "account": th.zeros(1, n_acc),
+            }
+        return {
+            "window": th.zeros(1, self.dims.window, self.dims.n_features),
+            "mask": th.ones(1, self.dims.window),
+            "account": th.zeros(1, n_acc),
+        }
+
+    def _encode(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        """Run the body on the market part of the observation -> ``(B, D)``."""
+        if self.observation_kind == "flat":
+            return self.body(observations["features"])  # (B, F) -> (B, D)
+        window = observations["window"]  # (B, T, F)
+        valid = valid_mask(observations["mask"])  # (B, T)
+        return self.body(window, valid)  # (B, D)
+
+    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        """Encode a batch of Dict observations -> ``(B, features_dim)``."""
+        embedding = self.head(self._encode(observations))  # (B, E)
+        account = self.account_proj(observations["account"])  # (B, A)
+        return th.cat([embedding, account], dim=-1)  # (B, E + A)
+
+
+class FlatEncoderBase(EncoderBase):
+    """Base for encoders of flat-mode observations ``{"features": (F,), "account": (3,)}``."""
+
+    observation_kind: ClassVar[ObservationKind] = "flat"
+
+
+class SequenceEncoderBase(EncoderBase):
+    """Base for encoders of sequence-mode observations ``{"window", "mask", "account"}``."""
+
+    observation_kind: ClassVar[ObservationKind] = "sequence"

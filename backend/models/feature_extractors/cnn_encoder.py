@@ -1,0 +1,109 @@
+"""``cnn`` mode: a causal, dilated temporal convolution network over the bar window."""
+
+from __future__ import annotations
+
+import warnings
+from typing import ClassVar
+
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from backend.config.encoder_config import CNNConfig, EncoderConfigBase
+from backend.models.feature_extractors.base import (
+    ACTIVATIONS,
+    ObservationDims,
+    SequenceEncoderBase,
+    masked_mean,
+)
+
+
+class CausalConvBlock(nn.Module):
+    """Pre-norm residual block: ``h + Dropout(act(CausalConv(LayerNorm(h) * valid)))``.
+
+    The conv input is re-masked right before the convolution: padded bars then hold
+    exactly the zeros that the conv's own left padding would, so the values in padded
+    positions never reach a real bar's output, and a window with ``k`` real bars encodes the
+    same whatever its padded length.
+    """
+
+    def __init__(
+        self, channels: int, kernel_size: int, dilation: int, dropout: float, activation: str
+    ) -> None:
+        super().__init__()
+        self.left_pad = (kernel_size - 1) * dilation
+        self.norm = nn.LayerNorm(channels)
+        self.conv = nn.Conv1d(channels, channels, kernel_size, dilation=dilation)
+        self.act = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: th.Tensor, keep: th.Tensor) -> th.Tensor:
+        """Apply the block to ``h`` ``(B, T, C)`` with float mask ``keep`` ``(B, T, 1)``."""
+        y = (self.norm(h) * keep).transpose(1, 2)  # (B, C, T)
+        y = self.conv(F.pad(y, (self.left_pad, 0)))  # (B, C, T): output t sees inputs <= t
+        y = self.dropout(self.act(y)).transpose(1, 2)  # (B, T, C)
+        return (h + y) * keep  # (B, T, C)
+
+
+class TemporalCNN(nn.Module):
+    """Per-bar input projection, residual causal dilated convs, masked pooling -> ``(B, C)``."""
+
+    def __init__(self, n_features: int, config: CNNConfig) -> None:
+        super().__init__()
+        self.pooling = config.pooling
+        self.input_proj = nn.Linear(n_features, config.channels)
+        self.blocks = nn.ModuleList(
+            CausalConvBlock(
+                config.channels, config.kernel_size, d, config.dropout, config.activation
+            )
+            for d in config.dilations
+        )
+        self.out_norm = nn.LayerNorm(config.channels)
+
+    def forward(self, window: th.Tensor, valid: th.Tensor) -> th.Tensor:
+        """Encode ``window`` ``(B, T, F)`` with boolean ``valid`` ``(B, T)`` -> ``(B, C)``."""
+        keep = valid.to(window.dtype).unsqueeze(-1)  # (B, T, 1)
+        h = self.input_proj(window * keep) * keep  # (B, T, C)
+        for block in self.blocks:
+            h = block(h, keep)  # (B, T, C)
+        h = self.out_norm(h)  # (B, T, C)
+        if self.pooling == "last":
+            return h[:, -1]  # (B, C): the newest bar is always real
+        if self.pooling == "max":
+            pooled = h.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)  # (B, C)
+            # A row without real bars (outside the contract) pools to 0 rather than -inf.
+            return th.where(valid.any(dim=1, keepdim=True), pooled, th.zeros_like(pooled))
+        return masked_mean(h, valid)  # (B, C)
+
+
+class CNNEncoder(SequenceEncoderBase):
+    """1D temporal CNN (TCN; Bai, Kolter & Koltun 2018) over the ``(T, F)`` window.
+
+    Convolutions are causal (left-padded), so each time step summarises the bars up to it;
+    dilations ``(1, 2, 4, 8)`` grow the receptive field to 31 bars in four blocks. Pooling
+    respects the mask. LayerNorm per time step rather than BatchNorm: batch statistics
+    would mix padding into real bars and behave differently in SAC's eval-mode target
+    network. Requires sequence-mode observations.
+
+    Parameter count at defaults (F=30, T=64, account 3): 56,384 (body 52,032, head 4,288,
+    account projection 64); ``features_dim`` = 64 + 16 = 80.
+    """
+
+    config_class: ClassVar[type[EncoderConfigBase]] = CNNConfig
+
+    def __init__(self, observation_space: spaces.Dict, config: CNNConfig | None = None) -> None:
+        super().__init__(observation_space, config)
+
+    def _build_body(self, dims: ObservationDims, config: EncoderConfigBase) -> nn.Module:
+        assert isinstance(config, CNNConfig)
+        if config.pooling == "last" and config.receptive_field < dims.window:
+            warnings.warn(
+                f"CNN pooling='last' sees only its receptive field of {config.receptive_field} "
+                f"bars, but the window has {dims.window}: the oldest "
+                f"{dims.window - config.receptive_field} bars cannot affect the output. Use "
+                "pooling='mean'/'max' or larger dilations.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return TemporalCNN(dims.n_features, config)
