@@ -1,0 +1,127 @@
+"""The main job's CLI: dry run on synthetic and real data, and clean errors for user mistakes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backend.data_download.synthetic_market import SyntheticMarketConfig, write_synthetic_market
+from backend.scripts import run_walk_forward as cli
+
+SMALL_CONFIG = """
+walk_forward:
+  train_sessions: 20
+  test_sessions: 5
+"""
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("store")
+    write_synthetic_market(
+        root, SyntheticMarketConfig(start="2024-01-02", end=None, n_sessions=60, seed=11)
+    )
+    return root
+
+
+@pytest.fixture()
+def small_config(tmp_path) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(SMALL_CONFIG)
+    return path
+
+
+def test_dry_run_prints_window_table(small_store, small_config, capsys):
+    code = cli.main(
+        [
+            "--dry-run",
+            "--data-dir",
+            str(small_store),
+            "--symbols",
+            "SPY,QQQ",
+            "--config",
+            str(small_config),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "SPY" in out and "QQQ" in out
+    assert "fit_start" in out and "test_end" in out
+    assert "dry run: nothing trained" in out
+    # 60 sessions, windows of 20 + 5 with ~7-session gaps: at least one, test ranges tiling
+    assert "window(s)" in out
+
+
+def test_default_run_uses_embedded_synthetic_market(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "DEFAULT_DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(cli, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
+    assert cli.main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "embedded synthetic market" in out
+    assert (tmp_path / "data" / "synthetic" / "intraday" / "SPY" / "15m").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--symbols", "SPY,,QQQ"], "--symbols"),
+        (["--data-dir", "/nonexistent/yooprl"], "no such directory"),
+        (["--config", "/nonexistent/run.yaml"], "no such file"),
+        (["--symbols", "NOPE"], "NOPE"),
+    ],
+)
+def test_user_mistakes_give_one_line_errors(argv, message, small_store, capsys):
+    if "--data-dir" not in argv:
+        argv = [*argv, "--data-dir", str(small_store)]
+    assert cli.main(["--dry-run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_too_short_data_is_a_clear_error(small_store, capsys):
+    assert cli.main(["--dry-run", "--data-dir", str(small_store), "--mode", "long"]) == 2
+    err = capsys.readouterr().err
+    assert "sessions but one walk-forward window needs at least" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("walk_forward:\n  train_sesions: 10\n", "unknown key"),
+        ("walk_forward:\n  test_sessions: 0\n", "test_sessions"),
+        ("trainer: {}\n", "unknown section"),
+        ("features:\n  rsi_period: -3\n", "rsi_period"),
+    ],
+)
+def test_bad_config_files_are_reported(tmp_path, small_store, text, message, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    code = cli.main(["--dry-run", "--data-dir", str(small_store), "--config", str(path)])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_runs_as_a_module(small_store, small_config):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.scripts.run_walk_forward",
+            "--dry-run",
+            "--data-dir",
+            str(small_store),
+            "--config",
+            str(small_config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "window(s)" in result.stdout
