@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from backend.data_download.schema import INDEX_NAME, NY_TZ, OHLCV_COLUMNS
@@ -87,3 +88,105 @@ def write_sessions(
     for day, part in frame.groupby(local.normalize().date):
         written.append(write_csv_atomic(part, session_csv_path(data_dir, symbol, day, interval)))
     return written
+
+
+def _write_text_atomic(text: str, path: Path, durable: bool = True) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+
+    ``durable=False`` skips the fsync: still never a torn file for readers, but a power cut
+    may lose the content; only for data that can be regenerated.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            handle.write(text)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_sessions_bulk(
+    frame: pd.DataFrame,
+    data_dir: str | Path,
+    symbol: str,
+    interval: str = "15m",
+    durable: bool = True,
+) -> list[Path]:
+    """Like :func:`write_sessions`, byte for byte, but formats the whole frame at once.
+
+    ``write_csv_atomic`` costs ~3 ms of pandas overhead per file, which is 10 s for the
+    3,500 session files of a two-year synthetic market; formatting every row with one
+    vectorised ``%.10g`` pass (what ``to_csv(float_format="%.10g")`` does per value, empty
+    for NaN) removes that. ``durable=False`` also skips the per-file fsync (~4 ms each on a
+    typical disk) for data that can be regenerated; the caller should then sync once and
+    mark the data set complete only afterwards.
+    """
+    if frame.empty:
+        return []
+    if not frame.index.is_monotonic_increasing:
+        raise ValueError("bar frame must be sorted by time to be written per session")
+    body = _format_frame(frame)
+    lines = np.asarray(body.index, dtype=object)  # the formatted timestamps
+    for column in OHLCV_COLUMNS:
+        values = body[column].to_numpy(dtype=np.float64)
+        cells = np.char.mod("%.10g", values)
+        cells[np.isnan(values)] = ""
+        lines = lines + "," + cells.astype(object)
+    header = ",".join((INDEX_NAME, *OHLCV_COLUMNS)) + "\n"
+    days = frame.index.tz_convert(NY_TZ).strftime("%Y-%m-%d").to_numpy(dtype=str)
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    ends = np.r_[starts[1:], len(days)]
+    written = []
+    for first, stop in zip(starts, ends, strict=True):
+        content = header + "".join(f"{line}\n" for line in lines[first:stop])
+        path = session_csv_path(data_dir, symbol, days[first], interval)
+        written.append(_write_text_atomic(content, path, durable))
+    return written
+
+
+def read_store_csv(path: str | Path) -> pd.DataFrame:
+    """Read one CSV in the store's own format back into a bar frame, strictly.
+
+    This is not the loader (which validates content and reports every problem); it is
+    the downloader's way to see exactly which bars a file already holds. So it accepts
+    only what :func:`write_csv_atomic` writes, a ``timestamp,open,high,low,close,volume``
+    header, ISO-8601 stamps with a UTC offset, finite numbers, strictly increasing stamps,
+    and refuses anything else with the file and line, rather than guessing.
+
+    Raises:
+        ValueError: If the file is not in the store's format.
+    """
+    path = Path(path)
+    expected = ",".join((INDEX_NAME, *OHLCV_COLUMNS))
+    with path.open(newline="") as handle:
+        header = handle.readline().rstrip("\r\n")
+    if header != expected:
+        raise ValueError(f"{path}:1: header {header!r} is not {expected!r}")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{path}: not a bar CSV: {exc}") from exc
+    stamps = pd.to_datetime(raw[INDEX_NAME], format=CSV_TIMESTAMP_FORMAT, utc=True, errors="coerce")
+    bad = stamps.isna().to_numpy()
+    if bad.any():
+        line = int(np.flatnonzero(bad)[0]) + 2
+        raise ValueError(f"{path}:{line}: bad timestamp {raw[INDEX_NAME].iloc[line - 2]!r}")
+    index = pd.DatetimeIndex(stamps).tz_convert(NY_TZ).as_unit("ns").rename(INDEX_NAME)
+    if len(index) > 1 and not (np.diff(index.asi8) > 0).all():
+        line = int(np.flatnonzero(np.diff(index.asi8) <= 0)[0]) + 3
+        raise ValueError(f"{path}:{line}: timestamps must be strictly increasing")
+    data = {}
+    for column in OHLCV_COLUMNS:
+        values = pd.to_numeric(raw[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            line = int(np.flatnonzero(bad)[0]) + 2
+            raise ValueError(f"{path}:{line}: bad {column} {raw[column].iloc[line - 2]!r}")
+        data[column] = values
+    return pd.DataFrame(data, index=index)

@@ -21,9 +21,7 @@ EXTENDED_CLOSE = pd.Timedelta(hours=20)  # 20:00 New York, after-hours end
 
 @lru_cache(maxsize=8)
 def _calendar(first_year: int, last_year: int) -> xcals.ExchangeCalendar:
-    return xcals.get_calendar(
-        EXCHANGE, start=f"{first_year}-01-01", end=f"{last_year}-12-31"
-    )
+    return xcals.get_calendar(EXCHANGE, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
 
 
 def _calendar_for(start: pd.Timestamp, end: pd.Timestamp) -> xcals.ExchangeCalendar:
