@@ -53,6 +53,13 @@ def test_layout_marks_non_session_bars():
     assert layout["bar_in_session"].tolist() == [-1, 0]
 
 
+def test_layout_with_only_non_session_bars():
+    idx = pd.DatetimeIndex(["2024-03-09 10:00", "2024-03-10 11:00"], tz="America/New_York")
+    layout = session_bar_layout(idx)
+    assert layout["bars_in_session"].tolist() == [0, 0]
+    assert layout["bar_in_session"].tolist() == [-1, -1]
+
+
 def test_empty_inputs():
     assert len(session_schedule("2024-01-02", "2024-01-01")) == 0
     assert len(session_bar_layout(pd.DatetimeIndex([], tz="America/New_York"))) == 0

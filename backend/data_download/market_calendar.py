@@ -121,6 +121,8 @@ def session_bar_layout(
     else:
         opens = pd.DatetimeIndex(sched["open"]).as_unit("ns").asi8
         closes = pd.DatetimeIndex(sched["close"]).as_unit("ns").asi8
+        if len(opens) == 0:  # every bar falls on a non-session day
+            opens = closes = np.zeros(1, dtype="int64")
         safe = np.where(on_session, pos, 0)
         first_ns, end_ns = opens[safe], closes[safe]
     bar_in = np.where(on_session, np.floor_divide(starts_ns - first_ns, step_ns), -1)
