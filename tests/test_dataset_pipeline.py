@@ -130,3 +130,14 @@ def test_empty_range_is_a_clear_error(tmp_path):
     write_synthetic_market(tmp_path, cfg)
     with pytest.raises(ValueError, match=r"SPY: no bars in .* between 2030-01-01"):
         SymbolDataset.load("SPY", tmp_path, FEATURES, start="2030-01-01", end="2030-02-01")
+
+
+def test_ready_sessions_start_after_the_warm_up(market):
+    ds = SymbolDataset.from_market("SPY", market, FEATURES)
+    ready = ds.ready_sessions
+    first_ready_row = int(np.flatnonzero(ds.layout["session"].to_numpy() == ready[0])[0])
+    assert first_ready_row >= ds.warmup_rows
+    assert np.isfinite(ds.features.iloc[first_ready_row:].to_numpy()).all()
+    # the session before the first ready one still had warm-up rows
+    assert ds.sessions[ds.sessions < ready[0]].size >= 1
+    assert len(ready) + (ds.sessions < ready[0]).sum() == len(ds.sessions)

@@ -125,3 +125,30 @@ def test_cli_runs_as_a_module(small_store, small_config):
     )
     assert result.returncode == 0, result.stderr
     assert "window(s)" in result.stdout
+
+
+def test_dry_run_on_real_csvs(shared_data, tmp_path, capsys, load_script):
+    """Real SPY, QQQ and VIX (bar-end stamps, newest first) converted, checked and windowed."""
+    convert = load_script("convert_newdata_intraday")
+
+    store = tmp_path / "store"
+    for symbol in ("SPY", "QQQ", "VIX"):
+        source = shared_data / "raw" / "eqker" / f"{symbol}_15min.csv"
+        assert (
+            convert.main(
+                [str(source), "--symbol", symbol, "--data-dir", str(store), "--stamp", "end"]
+            )
+            == 0
+        )
+    config = tmp_path / "run.yaml"
+    config.write_text("walk_forward:\n  train_sessions: 10\n  test_sessions: 2\n")
+    capsys.readouterr()
+    code = cli.main(
+        ["--dry-run", "--data-dir", str(store), "--symbols", "SPY,QQQ", "--config", str(config)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2019-01-04 09:30" in out and "2019-02-15 15:45" in out
+    assert "780 bars" in out
+    # windows start after the 155-bar feature warm-up (6 sessions of 26 bars)
+    assert "2019-01-04" not in out.split("fit_start")[1]

@@ -112,6 +112,19 @@ class SymbolDataset:
         return pd.DatetimeIndex(self.layout["session"].unique(), name="session")
 
     @property
+    def ready_sessions(self) -> pd.DatetimeIndex:
+        """Sessions whose every bar is past the feature warm-up: the ones windows may use."""
+        first = self.warmup_rows
+        days = self.layout["session"]
+        if first >= len(days):
+            return pd.DatetimeIndex([], name="session")
+        starts_session = first == 0 or days.iloc[first - 1] != days.iloc[first]
+        sessions = self.sessions
+        if starts_session:
+            return sessions[sessions >= days.iloc[first]]
+        return sessions[sessions > days.iloc[first]]
+
+    @property
     def bars_per_session(self) -> np.ndarray:
         """Scheduled bars of each session in :attr:`sessions` (26 full day, 14 half day)."""
         per = self.layout.groupby("session", sort=True)["bars_in_session"].first()

@@ -154,10 +154,16 @@ def parse_symbols(text: str) -> list[str]:
 
 
 def common_sessions(datasets: Sequence[SymbolDataset]) -> tuple[pd.DatetimeIndex, np.ndarray]:
-    """Sessions every symbol has, with their scheduled bar counts, so all share windows."""
-    common = datasets[0].sessions
+    """Sessions every symbol has past its feature warm-up, with their scheduled bar counts.
+
+    All symbols share one set of windows, and no window starts inside the warm-up, where
+    the features are not defined yet.
+    """
+    common = datasets[0].ready_sessions
     for ds in datasets[1:]:
-        common = common.intersection(ds.sessions)
+        common = common.intersection(ds.ready_sessions)
+    if len(common) == 0:
+        raise UserError("no session is past the feature warm-up in every symbol; load more data")
     first = datasets[0]
     counts = pd.Series(first.bars_per_session, index=first.sessions).reindex(common)
     return common, counts.to_numpy(dtype=np.int64)
