@@ -19,11 +19,39 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import yaml
 
+from backend.config.encoder_config import (
+    CNNConfig,
+    EncoderConfig,
+    EncoderConfigBase,
+    LSTMConfig,
+    ManualEncoderConfig,
+    TransformerConfig,
+)
 from backend.data_download.schema import INTERVALS
+
+__all__ = [
+    "FEATURE_GROUPS",
+    "FEATURE_PRESETS",
+    "CNNConfig",
+    "EncoderConfig",
+    "EncoderConfigBase",
+    "EncoderMode",
+    "FeatureConfig",
+    "LSTMConfig",
+    "REGULAR_SESSION_MINUTES",
+    "ManualEncoderConfig",
+    "SharedEncoderLoss",
+    "TrainingSettings",
+    "TransformerConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
 
 FEATURE_GROUPS: tuple[str, ...] = (
     "bar",
@@ -387,3 +415,232 @@ def load_config(cls: type[ConfigT], path: str | Path) -> ConfigT:
         kind = type(data).__name__
         raise ValueError(f"{source}: expected a mapping at the top level, got {kind}")
     return config_from_dict(cls, data)
+
+
+# ---------------------------------------------------------------------------------------
+# SAC training settings
+# ---------------------------------------------------------------------------------------
+
+EncoderMode = Literal["manual", "cnn", "lstm", "transformer"]
+"""Names of the pluggable encoders (``backend.models.feature_extractors.ENCODER_REGISTRY``)."""
+
+SharedEncoderLoss = Literal["critic", "actor"]
+"""Which loss trains a shared encoder (see :attr:`TrainingSettings.shared_encoder_loss`)."""
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"TrainingSettings: {name} must be a positive integer, got {value!r}")
+
+
+def _number_in(
+    name: str, value: object, low: float, high: float, *, low_open: bool, high_open: bool
+) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(
+            f"TrainingSettings: {name} must be in {lo}{low}, {high}{hi}, got {value!r}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """How one SAC agent is trained: encoder, optimisation, evaluation and logging.
+
+    Environment parameters (costs, reward, episode length) live in ``EnvConfig``; the
+    pipeline (``backend/training/train.py``) sets the env's observation layout from
+    :attr:`encoder_mode` and :attr:`sequence_length` so the two cannot disagree.
+    """
+
+    encoder_mode: EncoderMode = "transformer"
+    """Observation encoder: ``manual`` (MLP on the current bar) or a sequence encoder."""
+    sequence_length: int = 64
+    """Bars in the sequence encoders' window (about 2.5 sessions); unused by ``manual``."""
+    embedding_dim: int = 64
+    """Size of every encoder's embedding (before the account projection is appended)."""
+    manual_hidden_dims: tuple[int, ...] = (128, 128)
+    """Hidden widths of the ``manual`` encoder's MLP."""
+    transformer_hidden_dim: int = 64
+    """Transformer width ``d_model``; must be divisible by :attr:`transformer_num_heads`."""
+    transformer_num_layers: int = 2
+    """Transformer encoder layers."""
+    transformer_num_heads: int = 4
+    """Attention heads per Transformer layer."""
+    dropout: float = 0.0
+    """Encoder dropout, in ``[0, 1)``. 0 by default: SAC computes critic targets with the
+    target network in eval mode, so dropout makes online and target critics disagree."""
+    net_arch: tuple[int, ...] = (256, 256)
+    """Hidden widths of the actor and critic MLP heads (SB3's SAC default)."""
+
+    total_timesteps: int = 200_000
+    """Environment steps to train for (early stopping may end sooner)."""
+    learning_rate: float = 3e-4
+    """Learning rate of the actor, critic and entropy-coefficient optimisers."""
+    batch_size: int = 256
+    """Transitions per gradient step (split into :attr:`gradient_accumulation_steps`)."""
+    buffer_size: int = 100_000
+    """Replay buffer capacity in transitions. SB3 stores observation and next observation
+    uncompressed: with 64-bar windows of ~32 features that is ~16 KB per transition, so
+    100k transitions take ~1.6 GB of RAM."""
+    learning_starts: int = 1_000
+    """Random-action steps collected before the first gradient step."""
+    gamma: float = 0.99
+    """Discount factor (a horizon of about 100 bars, four sessions)."""
+    tau: float = 0.005
+    """Polyak coefficient of the target critic update."""
+    train_freq: int = 1
+    """Environment steps between training phases."""
+    gradient_steps: int = 1
+    """Gradient steps per training phase."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per gradient step; must divide :attr:`batch_size`. Each micro-batch's
+    loss is scaled by ``1/k`` and the gradients summed before one optimiser step, which is
+    the same update as one full batch with ``k`` times less activation memory."""
+    use_amp: bool = True
+    """Mixed precision (autocast + GradScaler) when training on CUDA; ignored (plain FP32)
+    on CPU, so the same config runs everywhere."""
+    encoder_weight_decay: float = 0.0
+    """Decoupled (AdamW) weight decay on the features-extractor parameters only; the actor
+    and critic heads and the entropy coefficient are never decayed."""
+    share_features_extractor: bool = False
+    """One encoder for actor and critic instead of one each (half the encoder compute)."""
+    shared_encoder_loss: SharedEncoderLoss = "critic"
+    """With a shared encoder, the loss that trains it: ``critic`` (SAC-AE, Yarats et al.
+    2019; DrQ, Kostrikov et al. 2020: the TD loss shapes the representation, the actor sees
+    detached features) or ``actor`` (SB3's built-in behaviour, critic gradients blocked)."""
+
+    eval_every_steps: int = 10_000
+    """Environment steps between validation evaluations."""
+    early_stop_window: int = 5
+    """Evaluations in a row without a new best validation Sharpe before training stops."""
+    seed: int = 0
+    """Seed of SB3 (torch, numpy, the env's ``np_random``)."""
+    device: str = "auto"
+    """Torch device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:n]``."""
+    tensorboard_log: str | None = "backend/models/sac/tensorboard"
+    """TensorBoard log root (one sub-folder per run); ``None`` disables TensorBoard."""
+
+    def __post_init__(self) -> None:
+        for name in ("manual_hidden_dims", "net_arch"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        modes = typing.get_args(EncoderMode)
+        if self.encoder_mode not in modes:
+            raise ValueError(
+                f"TrainingSettings: encoder_mode must be one of {list(modes)}, "
+                f"got {self.encoder_mode!r}"
+            )
+        losses = typing.get_args(SharedEncoderLoss)
+        if self.shared_encoder_loss not in losses:
+            raise ValueError(
+                f"TrainingSettings: shared_encoder_loss must be one of {list(losses)}, "
+                f"got {self.shared_encoder_loss!r}"
+            )
+        for name in (
+            "sequence_length",
+            "embedding_dim",
+            "transformer_hidden_dim",
+            "transformer_num_layers",
+            "transformer_num_heads",
+            "total_timesteps",
+            "batch_size",
+            "buffer_size",
+            "train_freq",
+            "gradient_steps",
+            "gradient_accumulation_steps",
+            "eval_every_steps",
+            "early_stop_window",
+        ):
+            _positive_int(name, getattr(self, name))
+        starts = self.learning_starts
+        if isinstance(starts, bool) or not isinstance(starts, int) or starts < 0:
+            raise ValueError(
+                f"TrainingSettings: learning_starts must be an int >= 0, got {starts!r}"
+            )
+        for name in ("manual_hidden_dims", "net_arch"):
+            widths = getattr(self, name)
+            if not isinstance(widths, tuple) or any(
+                isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths
+            ):
+                raise ValueError(
+                    f"TrainingSettings: {name} must be a tuple of positive integers, got {widths!r}"
+                )
+        if self.transformer_hidden_dim % self.transformer_num_heads != 0:
+            raise ValueError(
+                f"TrainingSettings: transformer_hidden_dim (width) {self.transformer_hidden_dim} "
+                f"must be divisible by transformer_num_heads {self.transformer_num_heads}"
+            )
+        if self.batch_size % self.gradient_accumulation_steps != 0:
+            raise ValueError(
+                f"TrainingSettings: gradient_accumulation_steps {self.gradient_accumulation_steps} "
+                f"must divide batch_size {self.batch_size} (equal micro-batches)"
+            )
+        _number_in("dropout", self.dropout, 0.0, 1.0, low_open=False, high_open=True)
+        _number_in(
+            "learning_rate", self.learning_rate, 0.0, math.inf, low_open=True, high_open=True
+        )
+        _number_in("gamma", self.gamma, 0.0, 1.0, low_open=False, high_open=False)
+        _number_in("tau", self.tau, 0.0, 1.0, low_open=True, high_open=False)
+        _number_in(
+            "encoder_weight_decay",
+            self.encoder_weight_decay,
+            0.0,
+            math.inf,
+            low_open=False,
+            high_open=True,
+        )
+        for name in ("use_amp", "share_features_extractor"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(
+                    f"TrainingSettings: {name} must be a bool, got {getattr(self, name)!r}"
+                )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainingSettings: seed must be an int >= 0, got {self.seed!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(
+                f"TrainingSettings: device must be a non-empty string, got {self.device!r}"
+            )
+
+    def encoder_config(self) -> EncoderConfigBase:
+        """The encoder config of :attr:`encoder_mode`, built from these settings.
+
+        ``transformer_*`` map onto :class:`TransformerConfig` (``d_model``, ``n_layers``,
+        ``n_heads``); the feed-forward width is twice the model width, as at its defaults.
+        """
+        common: dict[str, Any] = {"embedding_dim": self.embedding_dim}
+        if self.encoder_mode == "manual":
+            return ManualEncoderConfig(hidden_dims=self.manual_hidden_dims, **common)
+        if self.encoder_mode == "cnn":
+            return CNNConfig(dropout=self.dropout, **common)
+        if self.encoder_mode == "lstm":
+            return LSTMConfig(dropout=self.dropout, **common)
+        return TransformerConfig(
+            d_model=self.transformer_hidden_dim,
+            n_layers=self.transformer_num_layers,
+            n_heads=self.transformer_num_heads,
+            ff_dim=2 * self.transformer_hidden_dim,
+            dropout=self.dropout,
+            **common,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists) for YAML/JSON and run reports."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingSettings:
+        """Build from a dict; unknown keys and wrongly typed values raise, naming the key."""
+        return config_from_dict(cls, data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write as YAML (``.yaml``/``.yml``) or JSON (``.json``), chosen by extension."""
+        return save_config(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainingSettings:
+        """Read a file written by :meth:`save` (or by hand)."""
+        return load_config(cls, path)
