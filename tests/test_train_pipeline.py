@@ -21,7 +21,6 @@ from backend.data_download.synthetic_market import (
     SyntheticMarketConfig,
     generate_synthetic_market,
 )
-from backend.training.callbacks import annualized_sharpe
 from backend.training.sac import YoopSAC
 from backend.training.train import (
     TRAINING_ENV_DEFAULTS,
@@ -201,14 +200,6 @@ def test_settings_round_trip(tmp_path: Path) -> None:
     assert (config.d_model, config.n_heads, config.n_layers) == (8, 2, 1)  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="must divide batch_size"):
         _settings(tmp_path, "manual", gradient_accumulation_steps=3)
-
-
-def test_annualized_sharpe() -> None:
-    returns = np.array([0.001, -0.0005, 0.002, 0.0])
-    expected = returns.mean() / returns.std(ddof=1) * np.sqrt(26 * 252)
-    assert annualized_sharpe(returns) == pytest.approx(expected)
-    assert annualized_sharpe(np.zeros(10)) == 0.0
-    assert annualized_sharpe([0.01]) == 0.0
 
 
 def test_fit_and_val_must_be_ordered(dataset: SymbolDataset, tmp_path: Path) -> None:

@@ -21,31 +21,8 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 from backend.environments.intraday_env import IntradayTradingEnv
-
-BARS_PER_SESSION = 26
-"""Full regular session of 15-minute bars."""
-
-SESSIONS_PER_YEAR = 252
-"""Trading sessions per year, for annualization."""
-
-
-def annualized_sharpe(
-    returns: np.ndarray | list[float],
-    periods_per_year: float = BARS_PER_SESSION * SESSIONS_PER_YEAR,
-) -> float:
-    """Sharpe ratio of per-step returns, annualized with ``sqrt(periods_per_year)``.
-
-    Zero risk-free rate (intraday, flat overnight). Returns 0.0 for fewer than two
-    returns or zero variance (e.g. a policy that never trades), so a flat policy scores
-    exactly 0 rather than NaN.
-    """
-    r = np.asarray(returns, dtype=np.float64)
-    if r.size < 2:
-        return 0.0
-    std = float(r.std(ddof=1))
-    if not math.isfinite(std) or std <= 1e-15:
-        return 0.0
-    return float(r.mean() / std * math.sqrt(periods_per_year))
+from backend.evaluation.metrics import BARS_PER_YEAR, sharpe_ratio
+from backend.evaluation.rollout import rollout_policy
 
 
 class TradingMetricsCallback(BaseCallback):
@@ -169,7 +146,7 @@ class ValidationEarlyStopping(BaseCallback):
         early_stop_window: int,
         *,
         min_delta: float = 0.0,
-        periods_per_year: float = BARS_PER_SESSION * SESSIONS_PER_YEAR,
+        periods_per_year: float = BARS_PER_YEAR,
         best_model_path: str | Path | None = None,
         restore_best: bool = True,
         verbose: int = 0,
@@ -210,25 +187,12 @@ class ValidationEarlyStopping(BaseCallback):
         Returns:
             ``{"sharpe", "total_return", "turnover", "steps"}``.
         """
-        env = self.val_env
-        start = int(env.episode_start_bars[0])
-        obs, _ = env.reset(options={"start_bar": start})
-        returns: list[float] = []
-        turnover = 0.0
-        equity = 1.0
-        done = False
-        while not done:
-            action, _ = self.model.predict(obs, deterministic=True)
-            obs, _, terminated, truncated, info = env.step(action)
-            returns.append(float(info["net_return"]))
-            turnover += float(info["turnover"])
-            equity = float(info["equity"])
-            done = terminated or truncated
+        result = rollout_policy(self.model, self.val_env, deterministic=True)
         return {
-            "sharpe": annualized_sharpe(returns, self.periods_per_year),
-            "total_return": equity - 1.0,
-            "turnover": turnover,
-            "steps": float(len(returns)),
+            "sharpe": sharpe_ratio(result.net_returns, self.periods_per_year),
+            "total_return": result.total_return,
+            "turnover": float(result.turnover.sum()),
+            "steps": float(result.n_steps),
         }
 
     def _on_step(self) -> bool:

@@ -7,7 +7,8 @@
     YoopSAC(MultiInputPolicy + encoder) ─► learn(TradingMetrics, ValidationEarlyStopping)
     ─► best validation weights restored ─► TrainResult
 
-The command line trains one model and writes it to an output folder::
+The command line trains one model and writes it as a model bundle
+(:mod:`backend.models.model_manager`) with its provenance::
 
     python -m backend.training.train --config configs/train.yaml --symbol SPY
 
@@ -46,14 +47,15 @@ from backend.config.training_config import (
     FeatureConfig,
     TrainingSettings,
     config_from_dict,
-    save_config,
 )
 from backend.data_download.dataset import SymbolDataset, bar_range
-from backend.data_download.normalizer import FeatureNormalizer, normalizer_filename
+from backend.data_download.normalizer import FeatureNormalizer
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.models.feature_extractors import encoder_policy_kwargs, uses_sequence_observation
+from backend.models.model_manager import save_bundle
 from backend.training.callbacks import TradingMetricsCallback, ValidationEarlyStopping
 from backend.training.sac import YoopSAC
+from backend.utils.provenance import collect_provenance, data_range
 
 AGENT = "SAC_INTRADAY_DSR"
 """Agent name used in saved file names and for the feature preset."""
@@ -303,7 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Train one model and write ``model.zip``, the normalizer and the resolved config."""
+    """Train one model and write it as a bundle (``save_bundle``) under ``--output``.
+
+    Besides the bundle's own files, ``metrics.json`` (metrics, ranges, validation
+    history) and ``training_settings.json`` are kept in it, as before bundles existed.
+    """
     args = build_parser().parse_args(argv)
     try:
         settings, env_config, features = load_run_file(args.config)
@@ -329,16 +335,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_name=run_name,
         progress_bar=not args.no_progress,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result.model.save(out_dir / "model.zip")
-    result.normalizer.save(out_dir / normalizer_filename(dataset.symbol, AGENT))
-    resolved = {
-        "training": settings.to_dict(),
-        "env": result.env_config.to_dict(),
-        "features": features.to_dict(),
-    }
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    save_config(settings, out_dir / "training_settings.json")
     report = {
         **result.metrics,
         "symbol": dataset.symbol,
@@ -346,7 +342,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         "val_sessions": [str(val[0].date()), str(val[1].date())],
         "val_history": result.val_history,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    metadata = {
+        "symbols": [dataset.symbol],
+        "agent": AGENT,
+        "seed": settings.seed,
+        "data": {
+            # The whole loaded range (feature warm-up included) and each segment, each
+            # with the sha256 of its bars, so "trained on the same data" can be checked.
+            **data_range(dataset.market),
+            "data_dir": str(data_dir),
+            "interval": dataset.interval,
+            "fit": {
+                "sessions": report["fit_sessions"],
+                **data_range(dataset.market, *dataset.session_bounds(*fit)),
+            },
+            "val": {
+                "sessions": report["val_sessions"],
+                **data_range(dataset.market, *dataset.session_bounds(*val)),
+            },
+        },
+        "train_time_s": result.metrics["train_time_s"],
+        "metrics": result.metrics,
+        "val_history": result.val_history,
+        "provenance": collect_provenance(),
+    }
+    save_bundle(
+        out_dir,
+        result.model,
+        result.normalizer,
+        settings=settings,
+        env_config=result.env_config,
+        feature_config=features,
+        metadata=metadata,
+        extra_files={
+            "metrics.json": json.dumps(report, indent=2, default=str) + "\n",
+            "training_settings.json": json.dumps(settings.to_dict(), indent=2) + "\n",
+        },
+    )
     print(json.dumps({k: report[k] for k in ("steps_done", "best_val_sharpe")}, default=str))
     print(f"saved to {out_dir}")
     return 0
