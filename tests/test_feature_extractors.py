@@ -412,7 +412,7 @@ def test_parameter_counts_at_defaults() -> None:
         encoder = cls(space)
         assert encoder.features_dim == 80
         counts[mode] = sum(p.numel() for p in encoder.parameters())
-    assert counts == {"manual": 28_928, "cnn": 56_384, "lstm": 28_928, "transformer": 73_408}
+    assert counts == {"manual": 28_928, "cnn": 60_480, "lstm": 28_928, "transformer": 73_408}
     rich = TransformerEncoder(
         seq_space(64, 30),
         TransformerConfig(positional_encoding="learned", temporal_decay="learnable"),

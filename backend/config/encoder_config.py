@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar, get_args
 Activation = Literal["relu", "gelu", "tanh", "silu"]
 """Activation names shared by every encoder config."""
 
-CNNPooling = Literal["last", "mean", "max"]
+CNNPooling = Literal["last_mean", "last", "mean", "max"]
 """How the CNN reduces its (T, C) output to one vector; all respect the padding mask."""
 
 SequencePooling = Literal["last", "mean"]
@@ -152,9 +152,13 @@ class CNNConfig(EncoderConfigBase):
     """One residual causal-conv block per entry, with that dilation. The receptive field is
     ``1 + (kernel_size - 1) * sum(dilations)`` bars (31 at defaults)."""
 
-    pooling: CNNPooling = "mean"
-    """Masked reduction over time. ``mean``/``max`` cover the whole window; ``last`` only sees
-    the receptive field before the newest bar (the encoder warns when that is < T)."""
+    pooling: CNNPooling = "last_mean"
+    """Masked reduction over time. ``last_mean`` (default) concatenates the newest bar's
+    output with the masked mean over the window: the freshest bars carry most short-horizon
+    information, and mean pooling alone dilutes them by 1/T (a planted one-bar momentum
+    signal was not learned with ``mean``; see tests/test_learning.py). ``mean``/``max``
+    cover the whole window; ``last`` only sees the receptive field before the newest bar
+    (the encoder warns when that is < T)."""
 
     dropout: float = 0.0
     """Dropout after each convolution. 0 by default: SAC's critic targets are computed in

@@ -470,6 +470,14 @@ class TrainingSettings:
     """Transformer encoder layers."""
     transformer_num_heads: int = 4
     """Attention heads per Transformer layer."""
+    cnn_channels: int = 64
+    """Channels of the CNN encoder's convolutions."""
+    cnn_dilations: tuple[int, ...] = (1, 2, 4, 8)
+    """One residual causal-conv block per entry, with that dilation."""
+    lstm_hidden_size: int = 64
+    """Hidden state size of the LSTM encoder."""
+    lstm_num_layers: int = 1
+    """Stacked LSTM layers."""
     dropout: float = 0.0
     """Encoder dropout, in ``[0, 1)``. 0 by default: SAC computes critic targets with the
     target network in eval mode, so dropout makes online and target critics disagree."""
@@ -519,13 +527,17 @@ class TrainingSettings:
     """Evaluations in a row without a new best validation Sharpe before training stops."""
     seed: int = 0
     """Seed of SB3 (torch, numpy, the env's ``np_random``)."""
+    torch_threads: int = 1
+    """CPU threads for torch (``torch.set_num_threads``); 0 keeps torch's default. 1 by
+    default: these networks are small, and on a 2-core machine torch's intra-op threads
+    made a 32x256 linear layer ~40x slower under load (benchmarks/README.md)."""
     device: str = "auto"
     """Torch device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:n]``."""
     tensorboard_log: str | None = "backend/models/sac/tensorboard"
     """TensorBoard log root (one sub-folder per run); ``None`` disables TensorBoard."""
 
     def __post_init__(self) -> None:
-        for name in ("manual_hidden_dims", "net_arch"):
+        for name in ("manual_hidden_dims", "net_arch", "cnn_dilations"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         modes = typing.get_args(EncoderMode)
@@ -546,6 +558,9 @@ class TrainingSettings:
             "transformer_hidden_dim",
             "transformer_num_layers",
             "transformer_num_heads",
+            "cnn_channels",
+            "lstm_hidden_size",
+            "lstm_num_layers",
             "total_timesteps",
             "batch_size",
             "buffer_size",
@@ -556,12 +571,17 @@ class TrainingSettings:
             "early_stop_window",
         ):
             _positive_int(name, getattr(self, name))
+        threads = self.torch_threads
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(
+                f"TrainingSettings: torch_threads must be an int >= 0, got {threads!r}"
+            )
         starts = self.learning_starts
         if isinstance(starts, bool) or not isinstance(starts, int) or starts < 0:
             raise ValueError(
                 f"TrainingSettings: learning_starts must be an int >= 0, got {starts!r}"
             )
-        for name in ("manual_hidden_dims", "net_arch"):
+        for name in ("manual_hidden_dims", "net_arch", "cnn_dilations"):
             widths = getattr(self, name)
             if not isinstance(widths, tuple) or any(
                 isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths
@@ -615,9 +635,19 @@ class TrainingSettings:
         if self.encoder_mode == "manual":
             return ManualEncoderConfig(hidden_dims=self.manual_hidden_dims, **common)
         if self.encoder_mode == "cnn":
-            return CNNConfig(dropout=self.dropout, **common)
+            return CNNConfig(
+                channels=self.cnn_channels,
+                dilations=self.cnn_dilations,
+                dropout=self.dropout,
+                **common,
+            )
         if self.encoder_mode == "lstm":
-            return LSTMConfig(dropout=self.dropout, **common)
+            return LSTMConfig(
+                hidden_size=self.lstm_hidden_size,
+                num_layers=self.lstm_num_layers,
+                dropout=self.dropout,
+                **common,
+            )
         return TransformerConfig(
             d_model=self.transformer_hidden_dim,
             n_layers=self.transformer_num_layers,

@@ -167,7 +167,12 @@ class SymbolDataset:
         keep = np.arange(len(self.features)) >= first
         normalized = normalizer.transform(self.features.loc[keep])
         frame = self.market.loc[keep, ["open", "high", "low", "close", "volume"]].copy()
-        names = self.feature_names
+        names = list(normalizer.feature_names)  # transform's column order
+        if names != self.feature_names:
+            raise ValueError(
+                f"{self.symbol}: normalizer was fitted on features {names}, the dataset has "
+                f"{self.feature_names}; refit it or use the matching FeatureConfig"
+            )
         for j, name in enumerate(names):
             frame[name] = normalized[:, j]
         return MarketArrays.from_frame(frame, names, self.layout.loc[keep], self.symbol)

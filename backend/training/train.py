@@ -179,6 +179,8 @@ def train_on_range(
             f"need fit_first <= fit_last < val_first <= val_last, got fit {fit_sessions} "
             f"and val {val_sessions}"
         )
+    if settings.torch_threads > 0:
+        th.set_num_threads(settings.torch_threads)
     normalizer = dataset.fit_normalizer(fit_first, fit_last)
     arrays = dataset.arrays(normalizer)
     fit_range = bar_range(arrays, *dataset.session_bounds(fit_first, fit_last))

@@ -47,7 +47,10 @@ class CausalConvBlock(nn.Module):
 
 
 class TemporalCNN(nn.Module):
-    """Per-bar input projection, residual causal dilated convs, masked pooling -> ``(B, C)``."""
+    """Per-bar input projection, residual causal dilated convs, masked pooling -> ``(B, C)``.
+
+    ``last_mean`` pooling gives ``(B, 2C)``.
+    """
 
     def __init__(self, n_features: int, config: CNNConfig) -> None:
         super().__init__()
@@ -70,6 +73,8 @@ class TemporalCNN(nn.Module):
         h = self.out_norm(h)  # (B, T, C)
         if self.pooling == "last":
             return h[:, -1]  # (B, C): the newest bar is always real
+        if self.pooling == "last_mean":
+            return th.cat([h[:, -1], masked_mean(h, valid)], dim=-1)  # (B, 2C)
         if self.pooling == "max":
             pooled = h.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)  # (B, C)
             # A row without real bars (outside the contract) pools to 0 rather than -inf.
@@ -86,7 +91,7 @@ class CNNEncoder(SequenceEncoderBase):
     would mix padding into real bars and behave differently in SAC's eval-mode target
     network. Requires sequence-mode observations.
 
-    Parameter count at defaults (F=30, T=64, account 3): 56,384 (body 52,032, head 4,288,
+    Parameter count at defaults (F=30, T=64, account 3): 60,480 (body 52,032, head 8,384,
     account projection 64); ``features_dim`` = 64 + 16 = 80.
     """
 

@@ -16,7 +16,7 @@ target), two of them trained.
 mode           body     head   account   total    body
 =============  =======  =====  ========  =======  ======================================
 manual         20,480   8,384  64        28,928   MLP 30-128-128
-cnn            52,032   4,288  64        56,384   4 residual causal convs, 64 ch, k=3
+cnn            52,032   8,384  64        60,480   4 residual causal convs, 64 ch, k=3
 lstm           24,576   4,288  64        28,928   1-layer LSTM, hidden 64
 transformer    69,056   4,288  64        73,408   2 layers, 4 heads, width 64, ff 128
 =============  =======  =====  ========  =======  ======================================

@@ -1,0 +1,96 @@
+"""Smoke tests: every benchmark script runs end to end at tiny sizes and writes its JSON.
+
+Only the shape of the output is checked (keys present, figures positive and finite); timings
+are never asserted, the machine running the tests may be arbitrarily loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    path = BENCHMARKS / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_yooprl_bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.timeout(60)
+def test_bench_env_smallest(tmp_path: Path) -> None:
+    out = tmp_path / "bench_env.json"
+    result = _load("bench_env").main(
+        ["--steps", "200", "--sessions", "10", "--repeats", "1", "--out", str(out)]
+    )
+    assert json.loads(out.read_text()) == result
+    assert result["benchmark"] == "bench_env"
+    keys = {"floor", "env_flat", "env_window", "sb3_dummy_vec_flat"}
+    assert set(result["steps_per_second"]) == keys
+    assert all(_positive(v) for v in result["steps_per_second"].values())
+    assert all(_positive(v) for v in result["env_over_floor_time"].values())
+    assert result["floor_matches_env_reward_sum"] is True
+    assert {"python", "cpu_count", "stable_baselines3"} <= set(result["machine"])
+
+
+@pytest.mark.timeout(90)
+def test_bench_train_quick(tmp_path: Path) -> None:
+    # One sequence encoder, separate and shared, plus the baseline twice: four children.
+    out = tmp_path / "bench_train.json"
+    result = _load("bench_train").main(
+        ["--steps", "20", "--quick", "--modes", "lstm", "--out", str(out)]
+    )
+    assert json.loads(out.read_text()) == result
+    assert result["benchmark"] == "bench_train"
+    assert "reference" in result and "baseline" in result["reference"]
+    cases = {"baseline", "lstm.separate", "lstm.shared"}
+    assert set(result["cases"]) == cases
+    assert result["cases"]["baseline"]["runs"] == 2  # bracketing the other cases
+
+    summary = result["summary"]
+    for table in (
+        "steps_per_second",
+        "time_per_step_over_baseline",
+        "cpu_time_per_step_over_baseline",
+        "latency_ms_median",
+        "latency_ms_p99",
+        "trainable_params",
+    ):
+        assert set(summary[table]) == cases, table
+        assert all(_positive(v) for v in summary[table].values()), table
+    assert summary["time_per_step_over_baseline"]["baseline"] == 1.0
+    assert all(v >= 0 for v in summary["peak_rss_growth_mib"].values())
+    sharing = summary["sharing_shared_over_separate"]["lstm"]
+    assert _positive(sharing["train_speedup"])
+    assert sharing["params_saved"] > 0  # one extractor fewer in the trained modules
+
+    for name, case in result["cases"].items():
+        assert case["gradient_updates_total"] > 0, name
+        assert case["latency_ms_median"] <= case["latency_ms_p99"], name
+        assert _positive(case["peak_rss_mib_end"]), name
+        assert _positive(case["replay_buffer_mib"]), name
+    assert result["cases"]["lstm.shared"]["shared"] is True
+    assert result["cases"]["lstm.separate"]["observation_keys"] == ["account", "mask", "window"]
+
+    config = result["config"]
+    for key in ("torch_threads", "device", "sequence_length", "feature_count", "batch_size"):
+        assert key in config, key
+    assert config["quick"] is True and config["steps_timed"] == 20
+    assert {"torch", "python", "stable_baselines3", "cpu_count"} <= set(result["machine"])
+    assert "commit" in result["git"]
