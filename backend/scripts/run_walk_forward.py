@@ -1,33 +1,42 @@
 """The main job: walk-forward runs of every encoder mode on the same rolling windows.
 
 ``python -m backend.scripts.run_walk_forward`` with no arguments runs offline on the
-embedded synthetic market. ``--dry-run`` loads and validates the data and prints the window
-table (dates and bar counts of fit, validation and test) without training.
+embedded synthetic market (SPY, all four encoder modes, the ``short`` budget: 2 windows).
+``--dry-run`` loads and validates the data and prints the window table (dates and bar
+counts of fit, validation and test) without training. See ``Docs/WALK_FORWARD.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from backend.config.training_config import FeatureConfig, config_from_dict
+from backend.config.env_config import EnvConfig
+from backend.config.training_config import FeatureConfig, TrainingSettings, config_from_dict
 from backend.data_download.dataset import SymbolDataset
 from backend.data_download.intraday_features import max_lookback
 from backend.data_download.loader import DataQualityWarning, available_symbols
 from backend.data_download.schema import DataValidationError
 from backend.data_download.synthetic_market import ensure_synthetic_dataset
+from backend.evaluation import report as reports
+from backend.training import walk_forward_runner as runner
+from backend.training.train import TRAINING_ENV_DEFAULTS
 from backend.training.walk_forward import (
     MODE_PRESETS,
+    RUN_PRESETS,
     InsufficientDataError,
+    RunPreset,
     WalkForwardConfig,
     generate_windows,
     window_table,
@@ -38,6 +47,14 @@ DEFAULT_DATA_DIR = Path("data")
 SYNTHETIC_DIR = DEFAULT_DATA_DIR / "synthetic"
 REWARD_HORIZON_BARS = 1
 ENCODER_MODES = ("manual", "cnn", "lstm", "transformer")
+EXPERIMENTS_DIR = Path("backend/evaluation/experiments")
+"""Default output root: ``<EXPERIMENTS_DIR>/<encoder or 'all'>/<YYYY-MM-DD_HHMMSS>/``."""
+BASELINE_RUNS_DIR = Path("backend/evaluation/baseline_runs")
+"""Where manual-only runs are archived."""
+CROSS_MODE_REPORT = Path("Docs/Transformer_Experiment_Report.md")
+"""Written when all four modes ran."""
+EXECUTORS = ("process", "ray")
+CONFIG_SECTIONS = ("walk_forward", "features", "training", "env")
 
 
 class UserError(Exception):
@@ -65,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sequence-encoder",
         default="all",
-        choices=[*ENCODER_MODES, "all"],
-        help="encoder mode(s) to compare (default: all)",
+        help=f"encoder mode(s) to compare: one of {', '.join(ENCODER_MODES)}, a "
+        "comma-separated list (manual,cnn) or all (default: all)",
     )
     parser.add_argument(
         "--mode",
@@ -82,8 +99,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help="YAML or JSON run config with optional sections 'walk_forward' and 'features' "
-        "(fields of WalkForwardConfig and FeatureConfig); overrides the --mode preset",
+        help="YAML or JSON run config with optional sections 'walk_forward', 'features', "
+        "'training' and 'env' (fields of WalkForwardConfig, FeatureConfig, TrainingSettings "
+        "and EnvConfig); overrides the --mode preset",
+    )
+    parser.add_argument(
+        "--stochastic-eval",
+        action="store_true",
+        help="sample test actions (seeded per job) instead of taking the mean action",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"run directory (default: {EXPERIMENTS_DIR}/<encoder or all>/<YYYY-MM-DD_HHMMSS>)",
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR with its recorded config: finished (window, mode) "
+        "jobs are kept, the others run; other run options are ignored",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="parallel job processes (default 1: serial; same results for the same seed)",
+    )
+    parser.add_argument(
+        "--executor",
+        default="process",
+        choices=EXECUTORS,
+        help="how --workers runs jobs: a local process pool (ray is not available yet)",
     )
     parser.add_argument(
         "--no-vix",
@@ -114,35 +163,66 @@ def resolve_data_dir(data_dir: Path | None, symbols: Sequence[str]) -> tuple[Pat
     return ensure_synthetic_dataset(SYNTHETIC_DIR), True
 
 
-def load_run_config(
-    path: Path | None, preset: WalkForwardConfig
-) -> tuple[WalkForwardConfig, FeatureConfig]:
-    """Window and feature settings: the preset, overridden by the config file's sections."""
-    features = FeatureConfig.for_agent(AGENT)
-    if path is None:
-        return preset, features
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """The config file's top-level mapping, sections checked."""
     if not path.is_file():
         raise UserError(f"--config {path}: no such file")
-    text = path.read_text()
-    data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise UserError(f"--config {path}: cannot parse: {exc}") from None
     data = data or {}
     if not isinstance(data, dict):
         raise UserError(f"--config {path}: expected a mapping at the top level")
-    unknown = sorted(set(data) - {"walk_forward", "features"})
+    unknown = sorted(set(data) - set(CONFIG_SECTIONS))
     if unknown:
         raise UserError(
-            f"--config {path}: unknown section(s) {unknown}; expected 'walk_forward', 'features'"
+            f"--config {path}: unknown section(s) {unknown}; expected "
+            + ", ".join(f"'{s}'" for s in CONFIG_SECTIONS)
+        )
+    return data
+
+
+def load_full_config(
+    path: Path | None, preset: RunPreset, modes: Sequence[str]
+) -> tuple[WalkForwardConfig, FeatureConfig, EnvConfig, dict[str, TrainingSettings]]:
+    """Windows, features, env and per-mode training settings of a run.
+
+    Precedence, lowest first: dataclass defaults, the ``--mode`` preset (windows and
+    per-mode training overrides), then the config file's sections. ``env`` starts from
+    :data:`backend.training.train.TRAINING_ENV_DEFAULTS`, as ``train.load_run_file`` does,
+    and the feature preset of the agent is the base of ``features``.
+    """
+    data = _read_mapping(path) if path is not None else {}
+    where = f"--config {path}" if path is not None else "preset"
+    for section in CONFIG_SECTIONS:
+        if not isinstance(data.get(section) or {}, dict):
+            raise UserError(f"{where}: section '{section}' must be a mapping")
+    training_file = dict(data.get("training") or {})
+    if "encoder_mode" in training_file:
+        raise UserError(
+            f"{where}: training.encoder_mode is chosen by --sequence-encoder; remove it"
         )
     try:
-        if "walk_forward" in data:
-            preset = config_from_dict(
-                WalkForwardConfig, {**preset.to_dict(), **data["walk_forward"]}
+        wf = config_from_dict(
+            WalkForwardConfig,
+            {**preset.walk_forward.to_dict(), **(data.get("walk_forward") or {})},
+        )
+        features = config_from_dict(
+            FeatureConfig,
+            {**FeatureConfig.for_agent(AGENT).to_dict(), **(data.get("features") or {})},
+        )
+        env = EnvConfig.from_dict({**TRAINING_ENV_DEFAULTS.to_dict(), **(data.get("env") or {})})
+        training = {
+            mode: config_from_dict(
+                TrainingSettings, {**preset.training_overrides(mode), **training_file}
             )
-        if "features" in data:
-            features = config_from_dict(FeatureConfig, {**features.to_dict(), **data["features"]})
+            for mode in modes
+        }
     except (TypeError, ValueError, KeyError) as exc:
-        raise UserError(f"--config {path}: {exc}") from None
-    return preset, features
+        raise UserError(f"{where}: {exc}") from None
+    return wf, features, env, training
 
 
 def parse_symbols(text: str) -> list[str]:
@@ -183,33 +263,145 @@ def describe_data(datasets: Sequence[SymbolDataset], data_dir: Path, synthetic: 
     return "\n".join(lines)
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments and run; raises :class:`UserError` for user mistakes."""
-    args = build_parser().parse_args(argv)
-    symbols = parse_symbols(args.symbols)
-    data_dir, synthetic = resolve_data_dir(args.data_dir, symbols)
-    preset, feature_config = load_run_config(args.config, MODE_PRESETS[args.mode])
-    if args.no_vix:
-        feature_config = replace(feature_config, use_vix=False)
-    needed_gap = max_lookback(feature_config) + REWARD_HORIZON_BARS
-    wf_config = replace(preset, gap_bars=max(preset.gap_bars, needed_gap))
+def parse_modes(text: str) -> tuple[str, ...]:
+    """``"all"`` or ``"cnn,manual"`` -> modes in canonical order (manual first).
 
+    Canonical order makes ``manual`` the reference column of every report and keeps the
+    job grid (and so the output) independent of how the list was typed.
+    """
+    if text.strip().lower() == "all":
+        return ENCODER_MODES
+    names = [s.strip().lower() for s in text.split(",")]
+    bad = [n for n in names if n not in ENCODER_MODES]
+    if bad or not names:
+        raise UserError(
+            f"--sequence-encoder {text!r}: unknown mode(s) {bad}; expected "
+            f"{', '.join(ENCODER_MODES)}, a comma-separated list of them, or all"
+        )
+    return tuple(m for m in ENCODER_MODES if m in names)
+
+
+def default_output(choice: str, now: dt.datetime | None = None) -> Path:
+    """``backend/evaluation/experiments/<encoder or all>/<YYYY-MM-DD_HHMMSS>``."""
+    stamp = (now or dt.datetime.now()).strftime("%Y-%m-%d_%H%M%S")
+    return EXPERIMENTS_DIR / choice / stamp
+
+
+def load_datasets(
+    symbols: Sequence[str],
+    data_dir: Path,
+    features: FeatureConfig,
+    start: str | None,
+    end: str | None,
+) -> tuple[list[SymbolDataset], list[str]]:
+    """Every symbol's dataset and the data-quality warnings raised while loading."""
     datasets = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataQualityWarning)
         for symbol in symbols:
-            datasets.append(
-                SymbolDataset.load(symbol, data_dir, feature_config, start=args.start, end=args.end)
-            )
+            datasets.append(SymbolDataset.load(symbol, data_dir, features, start=start, end=end))
+    return datasets, [str(w.message) for w in caught]
+
+
+def _spec_from_args(args: argparse.Namespace) -> tuple[runner.RunSpec, Path, bool]:
+    """A new run's spec from the command line (and its data dir, synthetic flag)."""
+    symbols = parse_symbols(args.symbols)
+    data_dir, synthetic = resolve_data_dir(args.data_dir, symbols)
+    modes = parse_modes(args.sequence_encoder)
+    preset = RUN_PRESETS[args.mode]
+    wf, features, env, training = load_full_config(args.config, preset, modes)
+    if args.no_vix:
+        features = replace(features, use_vix=False)
+    needed_gap = max_lookback(features) + REWARD_HORIZON_BARS
+    wf = replace(wf, gap_bars=max(wf.gap_bars, needed_gap))
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed}: must be >= 0")
+    label = "all" if set(modes) == set(ENCODER_MODES) else "-".join(modes)
+    output = args.output if args.output is not None else default_output(label)
+    spec = runner.RunSpec(
+        output_dir=str(output),
+        data_dir=str(data_dir),
+        symbols=tuple(symbols),
+        modes=modes,
+        preset=args.mode,
+        seed=args.seed,
+        stochastic_eval=args.stochastic_eval,
+        walk_forward=wf,
+        features=features,
+        env=env,
+        training=training,
+        start=args.start,
+        end=args.end,
+        synthetic=synthetic,
+    )
+    return spec, data_dir, synthetic
+
+
+def _spec_from_run_dir(run_dir: Path) -> runner.RunSpec:
+    """The recorded spec of the run to resume."""
+    path = run_dir / runner.RUN_FILE
+    if not path.is_file():
+        raise UserError(f"--resume {run_dir}: no {runner.RUN_FILE} there; not a run directory")
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))["spec"]
+        spec = runner.RunSpec.from_dict(recorded)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"--resume {run_dir}: unreadable {runner.RUN_FILE}: {exc}") from None
+    # The directory may have moved since; the recorded output_dir is informative only.
+    return replace(spec, output_dir=str(run_dir))
+
+
+def _progress(total: int, done: int) -> Any:
+    """A rich progress bar over jobs (plain lines when not on a terminal)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]walk-forward jobs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    task = progress.add_task("", total=total, completed=done)
+    return progress, task
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and run; raises :class:`UserError` for user mistakes."""
+    args = build_parser().parse_args(argv)
+    if args.executor == "ray":
+        raise UserError(
+            "--executor ray is not available yet; use --workers N (a local process pool)"
+        )
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: must be >= 1")
+    if args.resume is not None:
+        spec = _spec_from_run_dir(args.resume)
+        data_dir, synthetic = Path(spec.data_dir), spec.synthetic
+        if synthetic:
+            ensure_synthetic_dataset(data_dir)
+        label = "resume"
+    else:
+        spec, data_dir, synthetic = _spec_from_args(args)
+        label = spec.preset
+
+    datasets, notes = load_datasets(spec.symbols, data_dir, spec.features, spec.start, spec.end)
     print(describe_data(datasets, data_dir, synthetic))
-    for w in caught:
-        print(f"  warning: {w.message}")
+    for note in notes:
+        print(f"  warning: {note}")
 
     sessions, bars = common_sessions(datasets)
+    wf_config = spec.walk_forward
     windows = generate_windows(bars, wf_config)
     table = window_table(windows, sessions, bars)
     print(
-        f"\nwalk-forward ({args.mode}): {len(windows)} window(s), train {wf_config.train_sessions} "
+        f"\nwalk-forward ({label}): {len(windows)} window(s), train {wf_config.train_sessions} "
         f"sessions (val {wf_config.val_sessions}), test {wf_config.test_sessions}, "
         f"purge gap >= {wf_config.gap_bars} bars"
     )
@@ -218,10 +410,78 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         print("\ndry run: nothing trained")
         return 0
+    return execute(spec, windows, sessions, workers=args.workers, resume=args.resume is not None)
+
+
+def execute(
+    spec: runner.RunSpec,
+    windows: Sequence[Any],
+    sessions: pd.DatetimeIndex,
+    *,
+    workers: int = 1,
+    resume: bool = False,
+) -> int:
+    """Run the pending jobs, then write the reports; returns the exit code."""
+    out = Path(spec.output_dir)
+    jobs = runner.plan_jobs(windows, sessions, spec.modes)
+    if not resume:
+        if (out / runner.RUN_FILE).exists():
+            raise UserError(f"--output {out}: already holds a run; use --resume {out}")
+        runner.write_run_json(spec, windows, jobs)
+    else:
+        recorded = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
+        if [w["test"] for w in recorded["windows"]] != [
+            list(j.test) for j in jobs[:: len(spec.modes)]
+        ]:
+            raise UserError(
+                f"--resume {out}: the data now give other windows than the run recorded; "
+                "restore the data or start a new run"
+            )
+    pending = [
+        j
+        for j in jobs
+        if runner.load_complete_result(runner.job_dir(out, j) / runner.RESULT_FILE, j, spec) is None
+    ]
     print(
-        "\ntraining is not implemented yet (issues #3 and #4); this run stopped after the "
-        "data and window checks. Use --dry-run to silence this notice."
+        f"\nrun directory: {out}\njobs: {len(jobs)} ({len(windows)} window(s) x "
+        f"{len(spec.modes)} mode(s): {', '.join(spec.modes)}), {len(jobs) - len(pending)} "
+        f"already done, {len(pending)} to run on {workers} worker(s)"
     )
+    progress, task = _progress(len(jobs), len(jobs) - len(pending))
+
+    def on_done(job: runner.Job, result: dict[str, Any]) -> None:
+        sharpe = ", ".join(
+            f"{s} Sharpe {reports.fmt(r['metrics']['sharpe'], 3)}"
+            for s, r in result["symbols"].items()
+        )
+        progress.console.print(f"  {job.name}: {sharpe} ({result['job_time_s']:.0f} s)")
+        progress.update(task, advance=1, description=job.name)
+
+    with progress:
+        try:
+            runner.run_jobs(spec, pending, workers=workers, on_done=on_done)
+        except BaseException as exc:
+            # Finished jobs keep their result.json; say how to continue, then fail loudly.
+            print(
+                f"run stopped ({type(exc).__name__}: {exc}); finished jobs are kept, continue "
+                f"with: python -m backend.scripts.run_walk_forward --resume {out}",
+                file=sys.stderr,
+            )
+            raise
+    results = runner.collect_results(spec, jobs)
+    run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
+    metrics = reports.write_run_report(out, run_info, results)
+    index = reports.update_experiments_index(EXPERIMENTS_DIR / "README.md", out, metrics)
+    print(f"\nexperiments index: {index}")
+    if spec.modes == ("manual",):
+        archived = reports.archive_baseline_run(BASELINE_RUNS_DIR, out, metrics)
+        print(f"baseline run archived: {archived}")
+    if set(ENCODER_MODES) <= set(spec.modes):
+        cross = reports.write_cross_mode_report(CROSS_MODE_REPORT, metrics, out)
+        print(f"cross-mode report: {cross}")
+    for c in metrics["comparisons"]:
+        print(f"  {c['verdict']}")
+    print(f"report: {out / 'report.md'}")
     return 0
 
 

@@ -19,8 +19,9 @@ tile the data without overlap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -217,3 +218,68 @@ MODE_PRESETS: dict[str, WalkForwardConfig] = {
     "long": WalkForwardConfig(train_sessions=250, test_sessions=20),
 }
 """Window presets behind ``--mode``; ``gap_bars`` is raised to the feature lookback at run time."""
+
+
+_SHORT_TRAINING: dict[str, Any] = {
+    # Small encoders so that a sequence mode trains at tens of steps per second on one CPU
+    # thread (benchmarks/README.md: T=64, width 64 costs 0.14-0.78 s per SAC step).
+    "sequence_length": 16,
+    "embedding_dim": 16,
+    "manual_hidden_dims": [32, 32],
+    "cnn_channels": 16,
+    "cnn_dilations": [1, 2, 4],
+    "lstm_hidden_size": 16,
+    "transformer_hidden_dim": 16,
+    "transformer_num_heads": 2,
+    "transformer_num_layers": 1,
+    "net_arch": [64, 64],
+    # One critic-trained encoder for actor and critic: 1.6-2.1x faster (benchmarks/README.md).
+    "share_features_extractor": True,
+    "shared_encoder_loss": "critic",
+    "total_timesteps": 3_000,
+    "learning_starts": 500,
+    "batch_size": 64,
+    "buffer_size": 10_000,
+    "train_freq": 2,
+    "eval_every_steps": 500,
+    "early_stop_window": 3,
+    "tensorboard_log": None,
+}
+
+
+@dataclass(frozen=True)
+class RunPreset:
+    """A run budget behind ``--mode``: how windows are cut and how each encoder trains.
+
+    ``training`` and ``per_mode`` are partial :class:`TrainingSettings` dicts (field name to
+    value) applied over its defaults, ``per_mode[mode]`` last; a config file's ``training``
+    section overrides both. Plain dicts keep this module free of the training imports.
+    """
+
+    walk_forward: WalkForwardConfig
+    """Window layout."""
+    training: Mapping[str, Any] = field(default_factory=dict)
+    """TrainingSettings overrides shared by every encoder mode."""
+    per_mode: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Extra TrainingSettings overrides of one encoder mode."""
+    description: str = ""
+    """One line for ``--help`` and the report."""
+
+    def training_overrides(self, mode: str) -> dict[str, Any]:
+        """The TrainingSettings overrides of ``mode``, ``encoder_mode`` included."""
+        return {**self.training, **self.per_mode.get(mode, {}), "encoder_mode": mode}
+
+
+RUN_PRESETS: dict[str, RunPreset] = {
+    "short": RunPreset(
+        walk_forward=MODE_PRESETS["short"],
+        training=_SHORT_TRAINING,
+        description="2 windows, small shared encoders (T=16, width 16), 3k steps: minutes "
+        "on 2 CPU cores",
+    ),
+    "long": RunPreset(
+        walk_forward=MODE_PRESETS["long"],
+        description="every window, TrainingSettings defaults (T=64, width 64, 200k steps)",
+    ),
+}
+"""Run-budget presets behind ``--mode``: windows plus per-mode training settings."""

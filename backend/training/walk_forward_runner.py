@@ -1,0 +1,592 @@
+"""Walk-forward orchestration: one job per (window, encoder mode), resumable and parallel.
+
+A run is a grid of independent jobs. Each job, for every symbol of the run (each symbol gets
+its own model; symbols are looped inside the job to keep the grid small and the output
+layout flat):
+
+1. trains SAC on the window's fit sessions, early-stopped on its val sessions
+   (:func:`backend.training.train.train_on_range`);
+2. plays the best model once over the test sessions, which it never saw, in an env with
+   ``episode_sessions=0, random_start=False`` (deterministic actions, or sampled with a
+   seed derived from the job when ``stochastic_eval``), timing every ``predict`` call;
+3. scores it net of costs (:func:`backend.evaluation.metrics.compute_metrics`) and runs the
+   flat / buy-and-hold / random baselines on the same test bars with the same costs;
+4. writes the model bundle(s) and, as the very last step, ``result.json`` atomically.
+
+Because ``result.json`` appears only once everything else of the job is on disk, its
+presence (validated by :func:`load_complete_result`) is what ``--resume`` trusts: a job
+killed half-way leaves no ``result.json`` and is simply redone.
+
+Layout of a run directory::
+
+    <output>/run.json                           spec (config, seed), data range + hash,
+                                                windows, provenance; written at start
+    <output>/windows/w00/<mode>/result.json     metrics, timings, series of one job
+    <output>/windows/w00/<mode>/model_<SYM>/    model bundle (save_bundle)
+
+Seeds: every job trains with :func:`derive_seed` ``(run seed, window, mode)``, so the serial
+and the process-pool executors give identical numbers for the same run seed, and a resumed
+job is the same job it would have been.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch as th
+
+from backend.config.env_config import EnvConfig
+from backend.config.training_config import FeatureConfig, TrainingSettings, config_from_dict
+from backend.data_download.dataset import SymbolDataset, bar_range
+from backend.environments.intraday_env import IntradayTradingEnv
+from backend.evaluation.baselines import run_baselines_for_env
+from backend.evaluation.metrics import PerformanceMetrics, compute_metrics
+from backend.evaluation.rollout import rollout_policy
+from backend.models.model_manager import save_bundle
+from backend.training.train import train_on_range
+from backend.training.walk_forward import WalkForwardConfig, WalkForwardWindow
+from backend.utils.provenance import collect_provenance, data_range
+
+__all__ = [
+    "RESULT_FILE",
+    "RESULT_SCHEMA",
+    "RUN_FILE",
+    "Job",
+    "RunSpec",
+    "derive_seed",
+    "job_dir",
+    "load_complete_result",
+    "plan_jobs",
+    "run_job",
+    "run_jobs",
+    "write_json_atomic",
+    "write_run_json",
+]
+
+RUN_FILE = "run.json"
+RESULT_FILE = "result.json"
+RESULT_SCHEMA = 1
+"""Bumped when ``result.json`` changes shape; other versions are not trusted on resume."""
+
+METRIC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PerformanceMetrics))
+
+
+# ---------------------------------------------------------------------------------------
+# Run specification and jobs
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a job needs, picklable for worker processes and saved in ``run.json``."""
+
+    output_dir: str
+    """Run directory (``<output>``)."""
+    data_dir: str
+    """Bar store root."""
+    symbols: tuple[str, ...]
+    """Tickers; each gets its own model per (window, mode)."""
+    modes: tuple[str, ...]
+    """Encoder modes, in report order (``manual`` first when present)."""
+    preset: str
+    """Run-budget preset name (``short``/``long``), for the record."""
+    seed: int
+    """Run seed; job seeds derive from it (:func:`derive_seed`)."""
+    stochastic_eval: bool
+    """Sample actions on the test range (seeded) instead of taking the mean action."""
+    walk_forward: WalkForwardConfig
+    """Window layout actually used (purge gap resolved)."""
+    features: FeatureConfig
+    """Feature set."""
+    env: EnvConfig
+    """Costs and reward of training and test (observation layout set per encoder)."""
+    training: Mapping[str, TrainingSettings]
+    """Training settings per mode (seed replaced per job)."""
+    start: str | None = None
+    """First date loaded, as given on the command line."""
+    end: str | None = None
+    """Last date loaded, as given on the command line."""
+    synthetic: bool = False
+    """Whether the data are the embedded synthetic market."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; :meth:`from_dict` reverses it."""
+        return {
+            "output_dir": self.output_dir,
+            "data_dir": self.data_dir,
+            "symbols": list(self.symbols),
+            "modes": list(self.modes),
+            "preset": self.preset,
+            "seed": self.seed,
+            "stochastic_eval": self.stochastic_eval,
+            "walk_forward": self.walk_forward.to_dict(),
+            "features": self.features.to_dict(),
+            "env": self.env.to_dict(),
+            "training": {m: s.to_dict() for m, s in self.training.items()},
+            "start": self.start,
+            "end": self.end,
+            "synthetic": self.synthetic,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        """Rebuild from :meth:`to_dict` output (e.g. ``run.json`` on ``--resume``)."""
+        return cls(
+            output_dir=str(data["output_dir"]),
+            data_dir=str(data["data_dir"]),
+            symbols=tuple(data["symbols"]),
+            modes=tuple(data["modes"]),
+            preset=str(data["preset"]),
+            seed=int(data["seed"]),
+            stochastic_eval=bool(data["stochastic_eval"]),
+            walk_forward=config_from_dict(WalkForwardConfig, data["walk_forward"]),
+            features=config_from_dict(FeatureConfig, data["features"]),
+            env=EnvConfig.from_dict(data["env"]),
+            training={
+                m: config_from_dict(TrainingSettings, s) for m, s in data["training"].items()
+            },
+            start=data.get("start"),
+            end=data.get("end"),
+            synthetic=bool(data.get("synthetic", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (window, mode) cell of the grid, with its sessions as ISO dates."""
+
+    window: int
+    mode: str
+    fit: tuple[str, str]
+    val: tuple[str, str]
+    test: tuple[str, str]
+
+    @property
+    def name(self) -> str:
+        """``w00/manual``: the job's folder below ``windows/``."""
+        return f"w{self.window:02d}/{self.mode}"
+
+
+def derive_seed(run_seed: int, window: int, mode: str) -> int:
+    """A job seed fixed by (run seed, window, mode) alone, in ``[0, 2**31)``.
+
+    Hashing (rather than ``run_seed + window``) keeps the jobs' random streams unrelated,
+    and does not depend on the order or the process in which jobs run.
+    """
+    digest = hashlib.sha256(f"{run_seed}:{window}:{mode}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def job_dir(output_dir: str | Path, job: Job) -> Path:
+    """``<output>/windows/w{i:02d}/{mode}``."""
+    return Path(output_dir) / "windows" / f"w{job.window:02d}" / job.mode
+
+
+def _span(sessions: pd.DatetimeIndex, start: int, stop: int) -> tuple[str, str]:
+    return (str(sessions[start].date()), str(sessions[stop - 1].date()))
+
+
+def plan_jobs(
+    windows: Sequence[WalkForwardWindow], sessions: pd.DatetimeIndex, modes: Sequence[str]
+) -> list[Job]:
+    """Jobs in window-major order (all modes of window 0 first): early results are paired."""
+    jobs = []
+    for w in windows:
+        fit = _span(sessions, w.fit.start, w.fit.stop)
+        val = _span(sessions, w.val.start, w.val.stop)
+        test = _span(sessions, w.test.start, w.test.stop)
+        jobs.extend(Job(w.index, mode, fit, val, test) for mode in modes)
+    return jobs
+
+
+# ---------------------------------------------------------------------------------------
+# Data (cached per process: serial runs load once, each worker loads once)
+# ---------------------------------------------------------------------------------------
+
+_DATASETS: dict[tuple[Any, ...], SymbolDataset] = {}
+
+
+def load_dataset(spec: RunSpec, symbol: str) -> SymbolDataset:
+    """The symbol's dataset for this run, loaded once per process."""
+    key = (spec.data_dir, symbol, spec.features, spec.start, spec.end)
+    if key not in _DATASETS:
+        _DATASETS[key] = SymbolDataset.load(
+            symbol, spec.data_dir, spec.features, start=spec.start, end=spec.end
+        )
+    return _DATASETS[key]
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to ``None`` (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    return value
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write JSON through a temporary sibling and ``os.replace``: never a half file.
+
+    Non-finite floats are written as ``null`` so the file is strict JSON.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_plain(data), indent=1, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_complete_result(path: str | Path, job: Job, spec: RunSpec) -> dict[str, Any] | None:
+    """The job's ``result.json`` if it is complete and belongs to this job, else None.
+
+    Checks the schema version, the job identity (window, mode, sessions, seed), that every
+    symbol has every metric and its series, and that each model bundle's metadata exists:
+    a file from another run layout or a truncated write is redone, never trusted.
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    try:
+        ok = (
+            data["schema"] == RESULT_SCHEMA
+            and data["complete"] is True
+            and data["window"] == job.window
+            and data["mode"] == job.mode
+            and tuple(data["test_sessions"]) == job.test
+            and tuple(data["fit_sessions"]) == job.fit
+            and data["seed"] == derive_seed(spec.seed, job.window, job.mode)
+            and sorted(data["symbols"]) == sorted(spec.symbols)
+        )
+        for symbol in spec.symbols:
+            entry = data["symbols"][symbol]
+            ok = ok and all(k in entry["metrics"] for k in METRIC_FIELDS)
+            ok = ok and len(entry["series"]["net_returns"]) == entry["metrics"]["n_bars"]
+            ok = ok and (p.parent / entry["bundle"] / "metadata.json").is_file()
+    except (KeyError, TypeError):
+        return None
+    return data if ok else None
+
+
+def write_run_json(
+    spec: RunSpec, windows: Sequence[WalkForwardWindow], jobs: Sequence[Job]
+) -> Path:
+    """Record the run at its start: spec, windows, data range + bar hash, provenance."""
+    data: dict[str, Any] = {}
+    for symbol in spec.symbols:
+        ds = load_dataset(spec, symbol)
+        data[symbol] = data_range(ds.market)
+    windows_out = []
+    by_window = {j.window: j for j in jobs}
+    for w in windows:
+        j = by_window[w.index]
+        windows_out.append(
+            {
+                "index": w.index,
+                "fit": list(j.fit),
+                "val": list(j.val),
+                "test": list(j.test),
+                "fit_sessions": len(w.fit),
+                "val_sessions": len(w.val),
+                "test_sessions": len(w.test),
+            }
+        )
+    payload = {
+        "spec": spec.to_dict(),
+        "seed": spec.seed,
+        "windows": windows_out,
+        "data": data,
+        "provenance": collect_provenance(),
+        "created_utc": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+    }
+    return write_json_atomic(Path(spec.output_dir) / RUN_FILE, payload)
+
+
+# ---------------------------------------------------------------------------------------
+# One job
+# ---------------------------------------------------------------------------------------
+
+
+class _TimedPolicy:
+    """Wraps a model's ``predict`` and keeps the wall time of every call."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.seconds: list[float] = []
+
+    def predict(
+        self,
+        observation: dict[str, np.ndarray],
+        state: object = None,
+        episode_start: object = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, object]:
+        """Time and forward one ``predict`` call."""
+        t0 = time.perf_counter()
+        out = self._model.predict(observation, state, episode_start, deterministic)
+        self.seconds.append(time.perf_counter() - t0)
+        return out
+
+
+class _RecordingEnv(IntradayTradingEnv):
+    """The env, also keeping each step's held position and bar (``rollout_policy`` drops them).
+
+    ``compute_metrics`` needs the position held over each bar (``info["target"]``) and the
+    session of each bar to count trades, exposure and sessions exactly like the baselines.
+    """
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        """Reset and clear the record."""
+        self.targets: list[float] = []
+        self.bars: list[int] = []
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> Any:
+        """Step and record ``target`` and ``bar``."""
+        out = super().step(action)
+        info = out[4]
+        self.targets.append(float(info["target"]))
+        self.bars.append(int(info["bar"]))
+        return out
+
+
+def _peak_rss_mib() -> float:
+    """Process high-water mark of resident memory (``ru_maxrss``: KiB on Linux, B on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+
+
+def _train_and_test_symbol(
+    spec: RunSpec, job: Job, symbol: str, settings: TrainingSettings, out_dir: Path
+) -> dict[str, Any]:
+    """Train, bundle, test and baseline one symbol of one job."""
+    ds = load_dataset(spec, symbol)
+    fit = (pd.Timestamp(job.fit[0]), pd.Timestamp(job.fit[1]))
+    val = (pd.Timestamp(job.val[0]), pd.Timestamp(job.val[1]))
+    test = (pd.Timestamp(job.test[0]), pd.Timestamp(job.test[1]))
+    if th.cuda.is_available():
+        th.cuda.reset_peak_memory_stats()
+    result = train_on_range(
+        ds,
+        fit,
+        val,
+        settings,
+        spec.env,
+        run_name=f"w{job.window:02d}_{job.mode}_{symbol}",
+        progress_bar=False,
+    )
+    arrays = ds.arrays(result.normalizer)
+    test_range = bar_range(arrays, *ds.session_bounds(*test))
+    test_cfg = dataclasses.replace(result.env_config, episode_sessions=0, random_start=False)
+    env = _RecordingEnv(arrays, test_cfg, test_range)
+    policy = _TimedPolicy(result.model)
+    if spec.stochastic_eval:
+        # SB3 samples actions from torch's global generator: seed it so that a stochastic
+        # test is repeatable and independent of how many random draws training made.
+        th.manual_seed(settings.seed)
+    rollout = rollout_policy(
+        policy, env, deterministic=not spec.stochastic_eval, seed=settings.seed
+    )
+    bars = np.asarray(env.bars, dtype=np.int64)
+    metrics = compute_metrics(
+        rollout.net_returns,
+        positions=np.asarray(env.targets),
+        end_positions=rollout.positions,
+        session_ids=arrays.session_index[bars],
+        turnover=rollout.turnover,
+        trade_costs=rollout.trade_costs,
+    )
+    baselines = run_baselines_for_env(
+        arrays, test_cfg, test_range, seed=derive_seed(spec.seed, job.window, "baselines")
+    )
+    latency = np.asarray(policy.seconds) * 1e3
+    bundle_name = f"model_{symbol}"
+    save_bundle(
+        out_dir / bundle_name,
+        result.model,
+        result.normalizer,
+        settings=settings,
+        env_config=result.env_config,
+        feature_config=spec.features,
+        metadata={
+            "symbols": [symbol],
+            "seed": settings.seed,
+            "data": {
+                **data_range(ds.market),
+                "fit_sessions": list(job.fit),
+                "val_sessions": list(job.val),
+                "test_sessions": list(job.test),
+            },
+            "metrics": {**result.metrics, "test": metrics.to_dict()},
+            "train_time_s": result.metrics["train_time_s"],
+        },
+    )
+    cuda_peak = th.cuda.max_memory_allocated() / 2**20 if th.cuda.is_available() else None
+    return {
+        "metrics": metrics.to_dict(),
+        "training": result.metrics,
+        "val_history": [list(h) for h in result.val_history],
+        "train_time_s": float(result.metrics["train_time_s"]),
+        "inference_latency_ms_median": float(np.median(latency)) if latency.size else None,
+        "inference_latency_ms_p99": (float(np.percentile(latency, 99)) if latency.size else None),
+        "predict_calls": int(latency.size),
+        "peak_rss_mib": _peak_rss_mib(),
+        "cuda_peak_mib": cuda_peak,
+        "test_bar_range": list(test_range),
+        "bundle": bundle_name,
+        "baselines": {name: b.metrics for name, b in baselines.items()},
+        "series": {
+            "timestamps": rollout.timestamps.tolist(),
+            "net_returns": rollout.net_returns.tolist(),
+            "baselines": {name: b.simulation.net_returns.tolist() for name, b in baselines.items()},
+        },
+    }
+
+
+def run_job(spec: RunSpec, job: Job) -> dict[str, Any]:
+    """Run one (window, mode) job for every symbol and write its artifacts.
+
+    The same function runs in the serial loop and in worker processes. ``result.json`` is
+    written last and atomically, so it exists only for a finished job.
+
+    Returns:
+        The content of ``result.json``.
+    """
+    out_dir = job_dir(spec.output_dir, job)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed = derive_seed(spec.seed, job.window, job.mode)
+    settings = dataclasses.replace(spec.training[job.mode], seed=seed)
+    if settings.tensorboard_log is not None:
+        settings = dataclasses.replace(
+            settings, tensorboard_log=str(Path(spec.output_dir) / "tensorboard")
+        )
+    started = time.perf_counter()
+    per_symbol = {
+        symbol: _train_and_test_symbol(spec, job, symbol, settings, out_dir)
+        for symbol in spec.symbols
+    }
+    payload = {
+        "schema": RESULT_SCHEMA,
+        "complete": True,
+        "window": job.window,
+        "mode": job.mode,
+        "seed": seed,
+        "fit_sessions": list(job.fit),
+        "val_sessions": list(job.val),
+        "test_sessions": list(job.test),
+        "stochastic_eval": spec.stochastic_eval,
+        "device": "cuda" if th.cuda.is_available() else "cpu",
+        "job_time_s": time.perf_counter() - started,
+        "symbols": per_symbol,
+    }
+    write_json_atomic(out_dir / RESULT_FILE, payload)
+    return payload
+
+
+# ---------------------------------------------------------------------------------------
+# Executors
+# ---------------------------------------------------------------------------------------
+
+
+def _init_worker() -> None:
+    """Worker start-up: one torch thread, so N workers use N cores and not N x cores."""
+    th.set_num_threads(1)
+
+
+def run_jobs(
+    spec: RunSpec,
+    jobs: Sequence[Job],
+    *,
+    workers: int = 1,
+    on_done: Callable[[Job, dict[str, Any]], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Run ``jobs`` serially (``workers=1``) or in a spawn-context process pool.
+
+    Args:
+        spec: The run.
+        jobs: Jobs still to run (finished ones filtered out by the caller).
+        workers: Processes; 1 runs in this process.
+        on_done: Called in this process after each finished job (progress bars).
+
+    Returns:
+        ``{job.name: result}`` of the jobs run here.
+
+    Raises:
+        Exception: The first job failure, after cancelling jobs not yet started; jobs that
+            finished before it keep their ``result.json`` for ``--resume``.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    if workers <= 1:
+        th.set_num_threads(1)
+        for job in jobs:
+            results[job.name] = run_job(spec, job)
+            if on_done is not None:
+                on_done(job, results[job.name])
+        return results
+    # spawn, not fork: torch and OpenMP state must not be copied from a parent with threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker
+    ) as pool:
+        pending = {pool.submit(run_job, spec, job): job for job in jobs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                job = pending.pop(future)
+                error = future.exception()
+                if error is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise error
+                results[job.name] = future.result()
+                if on_done is not None:
+                    on_done(job, results[job.name])
+    return results
+
+
+def collect_results(spec: RunSpec, jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:
+    """Every job's validated ``result.json``; raises if one is missing or incomplete."""
+    out = {}
+    for job in jobs:
+        data = load_complete_result(job_dir(spec.output_dir, job) / RESULT_FILE, job, spec)
+        if data is None:
+            raise RuntimeError(f"job {job.name}: no complete {RESULT_FILE}")
+        out[job.name] = data
+    return out

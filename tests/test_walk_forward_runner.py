@@ -1,0 +1,262 @@
+"""End-to-end walk-forward runs on a tiny synthetic market: artifacts, reports, resume, workers.
+
+The metric values themselves are tested in the evaluation tests; here the orchestration is:
+every artifact is written, the report and metrics.json agree, a run killed after its first
+job resumes to the same numbers without redoing that job, and a process pool gives the
+serial numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from backend.data_download.synthetic_market import SyntheticMarketConfig, write_synthetic_market
+from backend.evaluation import report as reports
+from backend.scripts import run_walk_forward as cli
+from backend.training import walk_forward_runner as runner
+
+TINY_CONFIG = """
+walk_forward:
+  train_sessions: 12
+  test_sessions: 3
+  max_windows: 2
+training:
+  total_timesteps: 150
+  learning_starts: 50
+  batch_size: 16
+  buffer_size: 1000
+  eval_every_steps: 75
+"""
+
+MODES = ("manual", "cnn")
+RESOURCE_KEYS = ("train_time_s", "peak_rss_mib", "inference_latency_ms_median", "cuda_peak_mib")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A 40-session store, the tiny config, and the CLI's output roots moved to tmp."""
+    root = tmp_path_factory.mktemp("wf")
+    write_synthetic_market(
+        root / "store", SyntheticMarketConfig(start="2024-01-02", end=None, n_sessions=40, seed=11)
+    )
+    (root / "tiny.yaml").write_text(TINY_CONFIG)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "EXPERIMENTS_DIR", root / "experiments")
+        mp.setattr(cli, "BASELINE_RUNS_DIR", root / "baseline_runs")
+        mp.setattr(cli, "CROSS_MODE_REPORT", root / "Docs" / "Transformer_Experiment_Report.md")
+        yield root
+
+
+def _argv(ws: Path, out: Path, *extra: str, modes: str = "manual,cnn") -> list[str]:
+    return [
+        "--data-dir",
+        str(ws / "store"),
+        "--config",
+        str(ws / "tiny.yaml"),
+        "--sequence-encoder",
+        modes,
+        "--seed",
+        "3",
+        "--output",
+        str(out),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def serial_run(workspace) -> Path:
+    out = workspace / "serial"
+    assert cli.main(_argv(workspace, out)) == 0
+    return out
+
+
+def _numbers(run_dir: Path) -> list[dict]:
+    """Per-window rows of metrics.json without the machine-dependent resource fields."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return [{k: v for k, v in r.items() if k not in RESOURCE_KEYS} for r in metrics["per_window"]]
+
+
+def test_every_artifact_is_written(serial_run, workspace):
+    run = json.loads((serial_run / "run.json").read_text())
+    assert run["seed"] == 3 and run["spec"]["modes"] == list(MODES)
+    assert len(run["data"]["SPY"]["sha256"]) == 64
+    assert run["provenance"]["git_commit"] and run["provenance"]["packages"]["torch"]
+    spec = runner.RunSpec.from_dict(run["spec"])
+    for w in run["windows"]:
+        for mode in MODES:
+            job = runner.Job(w["index"], mode, tuple(w["fit"]), tuple(w["val"]), tuple(w["test"]))
+            folder = runner.job_dir(serial_run, job)
+            assert (folder / "model_SPY" / "model.zip").is_file()
+            result = runner.load_complete_result(folder / runner.RESULT_FILE, job, spec)
+            assert result is not None
+            entry = result["symbols"]["SPY"]
+            assert entry["train_time_s"] > 0 and entry["peak_rss_mib"] > 0
+            assert entry["inference_latency_ms_median"] > 0
+            assert set(entry["baselines"]) >= {"flat", "buy_and_hold", "random"}
+    for name in ("report.md", "metrics.json", "equity_SPY.png", "drawdown_SPY.png"):
+        assert (serial_run / name).stat().st_size > 0
+    assert (serial_run / "window_sharpe_SPY.png").stat().st_size > 0
+    index = (workspace / "experiments" / "README.md").read_text()
+    line = next(x for x in index.splitlines() if "serial/report.md" in x)
+    assert "modes: manual, cnn" in line and "windows: 2" in line and "Sharpe: manual" in line
+
+
+def test_report_and_metrics_json_agree(serial_run):
+    metrics = json.loads((serial_run / "metrics.json").read_text())
+    text = (serial_run / "report.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    for r in metrics["per_window"]:
+        cells = [str(r["window"]), r["symbol"], r["mode"]]
+        cells += [reports.fmt(r[k]) for k, _ in reports.TABLE_COLUMNS]
+        cells += [reports.fmt(r[k]) for k, _ in reports.RESOURCE_COLUMNS]
+        assert "| " + " | ".join(cells) + " |" in rows
+    for r in metrics["baselines_per_window"]:
+        cells = [str(r["window"]), r["symbol"], r["baseline"]]
+        cells += [reports.fmt(r[k]) for k, _ in reports.TABLE_COLUMNS]
+        assert "| " + " | ".join(cells) + " |" in rows
+    for mode in metrics["modes"]:
+        sharpe = metrics["aggregates"][mode]["sharpe"]
+        expected = f"{reports.fmt(sharpe['estimate'])} [{reports.fmt(sharpe['low'])}, "
+        assert any(row.startswith(f"| {mode} | {expected}") for row in rows)
+    (comparison,) = metrics["comparisons"]
+    assert comparison["encoder"] == "cnn" and comparison["reference"] == "manual"
+    assert comparison["verdict"] in text
+    assert "not significant" in comparison["verdict"]  # 2 windows can never be significant
+    assert metrics["run"]["seed"] == 3 and metrics["run"]["data"]["SPY"]["sha256"]
+    for png in metrics["plots"]:
+        assert f"]({png})" in text
+
+
+def test_resume_after_a_crash_redoes_only_unfinished_jobs(
+    serial_run, workspace, monkeypatch, capsys
+):
+    out = workspace / "crashed"
+    real = runner._train_and_test_symbol
+    calls: list[str] = []
+
+    def crash_on_second(spec, job, symbol, settings, out_dir):
+        calls.append(job.name)
+        if len(calls) == 2:
+            raise RuntimeError("simulated kill")
+        return real(spec, job, symbol, settings, out_dir)
+
+    monkeypatch.setattr(runner, "_train_and_test_symbol", crash_on_second)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        cli.main(_argv(workspace, out))
+    assert f"--resume {out}" in capsys.readouterr().err
+    finished = sorted(out.glob("windows/*/*/result.json"))
+    assert [p.parent.name for p in finished] == ["manual"]
+    assert not (out / "report.md").exists()
+    stamp = finished[0].stat().st_mtime_ns
+
+    calls.clear()
+    monkeypatch.setattr(
+        runner, "_train_and_test_symbol", lambda *a: calls.append(a[1].name) or real(*a)
+    )
+    # Other run options are ignored on resume: the recorded config wins.
+    assert cli.main(["--resume", str(out), "--seed", "99"]) == 0
+    assert calls == ["w00/cnn", "w01/manual", "w01/cnn"]
+    assert finished[0].stat().st_mtime_ns == stamp
+    assert _numbers(out) == _numbers(serial_run)
+
+    # A truncated result.json is not trusted: that job alone runs again.
+    broken = out / "windows" / "w01" / "cnn" / "result.json"
+    broken.write_text(broken.read_text()[:100])
+    calls.clear()
+    assert cli.main(["--resume", str(out)]) == 0
+    assert calls == ["w01/cnn"]
+    assert _numbers(out) == _numbers(serial_run)
+
+
+def test_process_pool_gives_the_serial_results(serial_run, workspace):
+    out = workspace / "pool"
+    assert cli.main(_argv(workspace, out, "--workers", "2")) == 0
+    assert _numbers(out) == _numbers(serial_run)
+
+
+def test_manual_only_run_is_archived_and_cross_mode_report_renders(serial_run, workspace):
+    out = workspace / "manual_only"
+    assert cli.main(_argv(workspace, out, modes="manual")) == 0
+    (archived,) = (workspace / "baseline_runs").glob("*/report.md")
+    archived = archived.parent
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{6}", archived.name)
+    assert (archived / "metrics.json").is_file() and (archived / "equity_SPY.png").is_file()
+    assert "manual encoder" in (archived / "README.md").read_text()
+    assert f"({archived.name}/report.md)" in (workspace / "baseline_runs" / "README.md").read_text()
+    # Newest first in the experiments index.
+    index = (workspace / "experiments" / "README.md").read_text().splitlines()
+    entries = [x for x in index if x.startswith("- ")]
+    assert "manual_only/report.md" in entries[0]
+    assert not cli.CROSS_MODE_REPORT.exists()  # not all four modes ran
+
+    metrics = json.loads((serial_run / "metrics.json").read_text())
+    path = reports.write_cross_mode_report(workspace / "cross.md", metrics, serial_run)
+    text = path.read_text()
+    assert "Sharpe per window" in text and metrics["comparisons"][0]["verdict"] in text
+
+
+def test_existing_run_directory_is_not_overwritten(serial_run, workspace, capsys):
+    assert cli.main(_argv(workspace, serial_run)) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--executor", "ray"], "ray is not available yet"),
+        (["--workers", "0"], "--workers"),
+        (["--sequence-encoder", "gru"], "unknown mode"),
+        (["--resume", "/nonexistent/run"], "not a run directory"),
+    ],
+)
+def test_bad_run_options_give_one_line_errors(workspace, extra, message, capsys):
+    argv = ["--data-dir", str(workspace / "store"), "--config", str(workspace / "tiny.yaml")]
+    assert cli.main([*argv, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_config_training_section_cannot_pick_the_encoder(workspace, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  encoder_mode: cnn\n")
+    argv = ["--dry-run", "--data-dir", str(workspace / "store"), "--config", str(bad)]
+    assert cli.main(argv) == 2
+    assert "--sequence-encoder" in capsys.readouterr().err
+
+
+def test_job_seeds_are_fixed_and_distinct():
+    seeds = {runner.derive_seed(0, w, m) for w in range(5) for m in cli.ENCODER_MODES}
+    assert len(seeds) == 20
+    assert runner.derive_seed(7, 1, "cnn") == runner.derive_seed(7, 1, "cnn")
+    assert all(0 <= s < 2**31 for s in seeds)
+
+
+def test_default_output_is_stamped_under_experiments():
+    path = cli.default_output("all")
+    assert path.parent == cli.EXPERIMENTS_DIR / "all"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{6}", path.name)
+
+
+def test_short_preset_uses_small_shared_encoders():
+    from backend.config.training_config import TrainingSettings, config_from_dict
+    from backend.training.walk_forward import RUN_PRESETS
+
+    for mode in cli.ENCODER_MODES:
+        settings = config_from_dict(TrainingSettings, RUN_PRESETS["short"].training_overrides(mode))
+        assert settings.encoder_mode == mode and settings.sequence_length == 16
+        assert settings.share_features_extractor and settings.shared_encoder_loss == "critic"
+        assert settings.total_timesteps <= 5_000
+    assert RUN_PRESETS["long"].training_overrides("cnn") == {"encoder_mode": "cnn"}
+
+
+def test_stochastic_evaluation_is_seeded(workspace):
+    outs = [workspace / f"stochastic_{i}" for i in range(2)]
+    for out in outs:
+        assert cli.main(_argv(workspace, out, "--stochastic-eval", modes="cnn")) == 0
+    assert _numbers(outs[0]) == _numbers(outs[1])
+    result = json.loads((outs[0] / "windows" / "w00" / "cnn" / "result.json").read_text())
+    assert result["stochastic_eval"] is True
