@@ -1,0 +1,1 @@
+"""REST APIs of the live stack (FastAPI app factories)."""

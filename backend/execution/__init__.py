@@ -1,0 +1,1 @@
+"""Live (paper-first) execution: brokers, state, feeds, guards, supervisor client, trader."""
