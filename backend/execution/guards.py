@@ -47,12 +47,15 @@ class Level(enum.IntEnum):
         return {Level.OK: "OK", Level.CAUTION: "Caution", Level.HALT: "Halt"}[self]
 
 
-class Mode(enum.StrEnum):
-    """What the trader may do."""
+class Mode(str, enum.Enum):
+    """What the trader may do (a str enum that also runs on Python 3.10)."""
 
     ACTIVE = "ACTIVE"
     REDUCING = "REDUCING"
     HALTED = "HALTED"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 MODE_OF_LEVEL = {Level.OK: Mode.ACTIVE, Level.CAUTION: Mode.REDUCING, Level.HALT: Mode.HALTED}

@@ -78,6 +78,7 @@ LAST_BAR_KEY = "last_processed_bar"
 MODE_KEY = "mode_state"
 TRADER_KEY = "trader_state"
 ENTRY_KEY = "entry_equity"
+LEVEL_LOG_KEY = "last_logged_level"
 
 
 def bar_key(ts: pd.Timestamp) -> str:
@@ -208,6 +209,18 @@ class LiveTrader:
         logger.info("%s %s: %s", ts, kind, message)
         self.store.log_event(ts, kind, message)
 
+    def _note_level(self, ts: str, level: Level) -> None:
+        """Log a ``level_change`` event when the effective level differs from the last one.
+
+        The last logged level is persisted, so a restart does not log a spurious change.
+        """
+        previous = self.store.get(LEVEL_LOG_KEY)
+        if previous == level.label:
+            return
+        mode = MODE_OF_LEVEL[level]
+        self._event(ts, "level_change", f"{previous or 'boot'} -> {level.label} ({mode.value})")
+        self.store.set(LEVEL_LOG_KEY, level.label)
+
     def _session_slot(self, ts: pd.Timestamp) -> tuple[pd.Timestamp, int, int] | None:
         """``(session date, bar_in_session, bars_in_session)`` or None outside the session."""
         day = ts.tz_localize(None).normalize()
@@ -333,6 +346,7 @@ class LiveTrader:
         for trip in trips:
             self._event(key, f"guard_{trip.guard}", trip.message)
         level = self.controller.effective(manual_halt=manual_halt, guard_trips=trips)
+        self._note_level(key, level)
         mode = MODE_OF_LEVEL[level]
 
         is_last = bar_in == bars_in - 1
@@ -353,6 +367,7 @@ class LiveTrader:
                     self.store.set(ENTRY_KEY, self._entry_equity)
                 fills += moc
             level = self.controller.effective(manual_halt=manual_halt, guard_trips=[])
+            self._note_level(key, level)
             mode = MODE_OF_LEVEL[level]
         # Orders left pending by a crash while deciding this bar, for another target (the
         # restarted trader may decide differently, e.g. it boots at Caution): cancel them.
@@ -477,6 +492,7 @@ class LiveTrader:
             if not self.controller.halt_latched:  # once, not on every poll while stale
                 self._event(now.isoformat(), "guard_stale_data", stale.message)
         level = self.controller.effective(manual_halt=manual_halt, guard_trips=trips)
+        self._note_level(now.isoformat(), level)
         qty = self.broker.position(self.symbol)
         last = self.builder.last_timestamp
         if level == Level.HALT and qty != 0 and last is not None:
