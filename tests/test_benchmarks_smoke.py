@@ -94,3 +94,24 @@ def test_bench_train_quick(tmp_path: Path) -> None:
     assert config["quick"] is True and config["steps_timed"] == 20
     assert {"torch", "python", "stable_baselines3", "cpu_count"} <= set(result["machine"])
     assert "commit" in result["git"]
+
+
+@pytest.mark.timeout(180)
+def test_bench_walk_forward_quick(tmp_path: Path) -> None:
+    # The walk-forward CLI twice (serial, then 2 workers) on a tiny manual-only config.
+    out = tmp_path / "bench_walk_forward.json"
+    result = _load("bench_walk_forward").main(["--quick", "--out", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert result["benchmark"] == "bench_walk_forward"
+    assert set(result["cases"]) == {"workers_1", "workers_2"}
+    for name, case in result["cases"].items():
+        assert case["jobs"] == 2, name  # 2 windows x 1 mode
+        for key in ("wall_s", "peak_rss_mib", "cpu_s", "job_time_s_sum"):
+            assert _positive(case[key]), (name, key)
+        assert "--workers" in case["command"] and "--sequence-encoder manual" in case["command"]
+    summary = result["summary"]
+    assert _positive(summary["speedup_workers_2_over_1"])
+    assert summary["same_results"] is True  # job seeds do not depend on the executor
+    assert result["config"]["quick"] is True
+    assert {"torch", "python", "cpu_count"} <= set(result["machine"])
+    assert "commit" in result["git"]

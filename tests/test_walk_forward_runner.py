@@ -207,7 +207,7 @@ def test_existing_run_directory_is_not_overwritten(serial_run, workspace, capsys
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--executor", "ray"], "ray is not available yet"),
+        (["--ray-address", "auto"], "--ray-address needs --executor ray"),
         (["--workers", "0"], "--workers"),
         (["--sequence-encoder", "gru"], "unknown mode"),
         (["--resume", "/nonexistent/run"], "not a run directory"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import sys
 import warnings
@@ -31,6 +32,7 @@ from backend.data_download.schema import DataValidationError
 from backend.data_download.synthetic_market import ensure_synthetic_dataset
 from backend.evaluation import report as reports
 from backend.training import walk_forward_runner as runner
+from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
 from backend.training.train import TRAINING_ENV_DEFAULTS
 from backend.training.walk_forward import (
     MODE_PRESETS,
@@ -53,7 +55,6 @@ BASELINE_RUNS_DIR = Path("backend/evaluation/baseline_runs")
 """Where manual-only runs are archived."""
 CROSS_MODE_REPORT = Path("Docs/Transformer_Experiment_Report.md")
 """Written when all four modes ran."""
-EXECUTORS = ("process", "ray")
 CONFIG_SECTIONS = ("walk_forward", "features", "training", "env")
 
 
@@ -130,9 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--executor",
-        default="process",
+        default="local",
         choices=EXECUTORS,
-        help="how --workers runs jobs: a local process pool (ray is not available yet)",
+        help="where jobs run: local (serial, or a process pool with --workers N) or ray "
+        "(a local Ray instance with --workers CPUs, or the cluster at --ray-address; needs "
+        'pip install -e ".[ray]")',
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="with --executor ray: existing cluster to use (auto, ray://host:10001)",
     )
     parser.add_argument(
         "--no-vix",
@@ -375,10 +384,10 @@ def _progress(total: int, done: int) -> Any:
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run; raises :class:`UserError` for user mistakes."""
     args = build_parser().parse_args(argv)
-    if args.executor == "ray":
-        raise UserError(
-            "--executor ray is not available yet; use --workers N (a local process pool)"
-        )
+    if args.ray_address is not None and args.executor != "ray":
+        raise UserError("--ray-address needs --executor ray")
+    if args.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be >= 1")
     if args.resume is not None:
@@ -410,7 +419,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         print("\ndry run: nothing trained")
         return 0
-    return execute(spec, windows, sessions, workers=args.workers, resume=args.resume is not None)
+    return execute(
+        spec,
+        windows,
+        sessions,
+        workers=args.workers,
+        resume=args.resume is not None,
+        executor=args.executor,
+        ray_address=args.ray_address,
+    )
 
 
 def execute(
@@ -420,6 +437,8 @@ def execute(
     *,
     workers: int = 1,
     resume: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> int:
     """Run the pending jobs, then write the reports; returns the exit code."""
     out = Path(spec.output_dir)
@@ -445,7 +464,7 @@ def execute(
     print(
         f"\nrun directory: {out}\njobs: {len(jobs)} ({len(windows)} window(s) x "
         f"{len(spec.modes)} mode(s): {', '.join(spec.modes)}), {len(jobs) - len(pending)} "
-        f"already done, {len(pending)} to run on {workers} worker(s)"
+        f"already done, {len(pending)} to run on {workers} worker(s) ({executor})"
     )
     progress, task = _progress(len(jobs), len(jobs) - len(pending))
 
@@ -459,7 +478,14 @@ def execute(
 
     with progress:
         try:
-            runner.run_jobs(spec, pending, workers=workers, on_done=on_done)
+            runner.run_jobs(
+                spec,
+                pending,
+                workers=workers,
+                on_done=on_done,
+                executor=executor,
+                ray_address=ray_address,
+            )
         except BaseException as exc:
             # Finished jobs keep their result.json; say how to continue, then fail loudly.
             print(

@@ -25,24 +25,23 @@ Layout of a run directory::
     <output>/windows/w00/<mode>/model_<SYM>/    model bundle (save_bundle)
 
 Seeds: every job trains with :func:`derive_seed` ``(run seed, window, mode)``, so the serial
-and the process-pool executors give identical numbers for the same run seed, and a resumed
-job is the same job it would have been.
+and the parallel executors (process pool, Ray: :mod:`backend.training.executors`) give
+identical numbers for the same run seed, and a resumed job is the same job it would have been.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import resource
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from backend.evaluation.baselines import run_baselines_for_env
 from backend.evaluation.metrics import PerformanceMetrics, compute_metrics
 from backend.evaluation.rollout import rollout_policy
 from backend.models.model_manager import save_bundle
+from backend.training import executors
 from backend.training.train import train_on_range
 from backend.training.walk_forward import WalkForwardConfig, WalkForwardWindow
 from backend.utils.provenance import collect_provenance, data_range
@@ -536,14 +536,20 @@ def run_jobs(
     *,
     workers: int = 1,
     on_done: Callable[[Job, dict[str, Any]], None] | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run ``jobs`` serially (``workers=1``) or in a spawn-context process pool.
+    """Run ``jobs`` serially, in a spawn-context process pool, or on Ray.
+
+    Every executor runs :func:`run_job` itself (see :mod:`backend.training.executors`).
 
     Args:
         spec: The run.
         jobs: Jobs still to run (finished ones filtered out by the caller).
-        workers: Processes; 1 runs in this process.
+        workers: Parallel jobs; 1 with the local executor runs in this process.
         on_done: Called in this process after each finished job (progress bars).
+        executor: ``local`` (serial or process pool) or ``ray``.
+        ray_address: Ray cluster address; None starts a local Ray instance.
 
     Returns:
         ``{job.name: result}`` of the jobs run here.
@@ -553,31 +559,17 @@ def run_jobs(
             finished before it keep their ``result.json`` for ``--resume``.
     """
     results: dict[str, dict[str, Any]] = {}
-    if workers <= 1:
-        th.set_num_threads(1)
-        for job in jobs:
-            results[job.name] = run_job(spec, job)
-            if on_done is not None:
-                on_done(job, results[job.name])
-        return results
-    # spawn, not fork: torch and OpenMP state must not be copied from a parent with threads.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker
-    ) as pool:
-        pending = {pool.submit(run_job, spec, job): job for job in jobs}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in done:
-                job = pending.pop(future)
-                error = future.exception()
-                if error is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise error
-                results[job.name] = future.result()
-                if on_done is not None:
-                    on_done(job, results[job.name])
+    for job, result in executors.run_jobs(
+        jobs,
+        functools.partial(run_job, spec),
+        executor=executor,
+        workers=workers,
+        initializer=_init_worker,
+        ray_address=ray_address,
+    ):
+        results[job.name] = result
+        if on_done is not None:
+            on_done(job, result)
     return results
 
 
