@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import threading
 import time
@@ -15,24 +14,15 @@ import uvicorn
 from fastapi import FastAPI
 
 from backend.config.live_config import GuardConfig, LiveConfig, SupervisorConfig
-from backend.config.training_config import FeatureConfig, TrainingSettings
-from backend.data_download.dataset import SymbolDataset
-from backend.data_download.loader import join_vix_asof
-from backend.data_download.synthetic_market import (
-    SyntheticMarketConfig,
-    generate_synthetic_market,
-)
 from backend.execution.broker import PaperBroker
 from backend.execution.feeds import ReplayFeed
 from backend.execution.guards import Mode
 from backend.execution.live_trader import STATUS_KEY, LiveTrader
 from backend.execution.state_store import StateStore
-from backend.models.model_manager import load_bundle, save_bundle
-from backend.training.train import TRAINING_ENV_DEFAULTS, split_sessions, train_on_range
+from backend.models.model_manager import load_bundle
 
 th.set_num_threads(1)
 
-FEATURES = FeatureConfig(use_technical=False, use_volume=False, return_horizons=(1, 4))
 HALT_FROM_CALL = 138
 """The stub supervisor answers OK until this call, then Halt: the features warm up for 78
 bars (3 sessions; the supervisor is queried on those bars too), so this is 8 bars into the
@@ -40,41 +30,8 @@ third traded session (mid-run, mid-session)."""
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    frames = generate_synthetic_market(
-        SyntheticMarketConfig(start="2024-09-02", end=None, n_sessions=12, seed=11)
-    )
-    dataset = SymbolDataset.from_market(
-        "SPY", join_vix_asof(frames["SPY"], frames["VIX"]), FEATURES
-    )
-    settings = TrainingSettings(
-        encoder_mode="manual",
-        embedding_dim=8,
-        manual_hidden_dims=(16,),
-        net_arch=(16,),
-        total_timesteps=120,
-        batch_size=16,
-        buffer_size=1_000,
-        learning_starts=50,
-        eval_every_steps=120,
-        device="cpu",
-        seed=5,
-        tensorboard_log=None,
-    )
-    env = dataclasses.replace(TRAINING_ENV_DEFAULTS, episode_sessions=2, long_only=True)
-    fit, val = split_sessions(dataset.sessions, val_fraction=0.2, gap_sessions=1)
-    result = train_on_range(dataset, fit, val, settings, env)
-    path = tmp_path_factory.mktemp("bundle") / "spy"
-    save_bundle(
-        path,
-        result.model,
-        result.normalizer,
-        settings=settings,
-        env_config=result.env_config,
-        feature_config=FEATURES,
-        metadata={"symbols": ["SPY"], "seed": settings.seed},
-    )
-    return path
+def bundle_dir(tiny_live_bundle: Path) -> Path:
+    return tiny_live_bundle
 
 
 @pytest.fixture

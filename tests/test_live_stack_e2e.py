@@ -22,7 +22,6 @@ Scenario (one module-scoped run, checked by several tests):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import socket
@@ -46,29 +45,20 @@ from backend.api.live_routes import create_app as create_live_app
 from backend.config.live_config import GuardConfig, LiveConfig, load_live_config
 from backend.config.live_config import SupervisorConfig as ClientConfig
 from backend.config.supervisor_config import SupervisorConfig, load_supervisor_config
-from backend.config.training_config import FeatureConfig, TrainingSettings
-from backend.data_download.dataset import SymbolDataset
-from backend.data_download.loader import join_vix_asof
-from backend.data_download.synthetic_market import (
-    SyntheticMarketConfig,
-    generate_synthetic_market,
-)
 from backend.execution.broker import Order, PaperBroker
 from backend.execution.feeds import ReplayFeed
 from backend.execution.guards import Mode
 from backend.execution.live_trader import STATUS_KEY, Decision, LiveTrader
 from backend.execution.state_store import StateStore
-from backend.models.model_manager import load_bundle, save_bundle
+from backend.models.model_manager import load_bundle
 from backend.monitoring.audit_log import AuditLog
 from backend.monitoring.llm_supervisor import Supervisor
 from backend.monitoring.routes import create_app as create_supervisor_app
-from backend.training.train import TRAINING_ENV_DEFAULTS, split_sessions, train_on_range
 
 th.set_num_threads(1)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "backend" / "config" / "examples"
 
-FEATURES = FeatureConfig(use_technical=False, use_volume=False, return_horizons=(1, 4))
 SUP_TOKEN_ENV = "YOOPRL_E2E_SUPERVISOR_TOKEN"
 LIVE_TOKEN_ENV = "YOOPRL_E2E_LIVE_TOKEN"
 SUP_TOKEN = "e2e-supervisor-token-7f3a"
@@ -83,44 +73,6 @@ HALTED_BARS = 8
 """Bars between the Halt and the supervisor resume (2 h: the headline leaves the 1 h window)."""
 SUP_RESUMED_BARS = 4
 """Bars between the supervisor resume and the trader's resume."""
-
-
-def _bundle(root: Path) -> Path:
-    """Train and save the tiny bundle of ``tests/test_live_e2e.py`` (a few seconds)."""
-    frames = generate_synthetic_market(
-        SyntheticMarketConfig(start="2024-09-02", end=None, n_sessions=12, seed=11)
-    )
-    dataset = SymbolDataset.from_market(
-        "SPY", join_vix_asof(frames["SPY"], frames["VIX"]), FEATURES
-    )
-    settings = TrainingSettings(
-        encoder_mode="manual",
-        embedding_dim=8,
-        manual_hidden_dims=(16,),
-        net_arch=(16,),
-        total_timesteps=120,
-        batch_size=16,
-        buffer_size=1_000,
-        learning_starts=50,
-        eval_every_steps=120,
-        device="cpu",
-        seed=5,
-        tensorboard_log=None,
-    )
-    env = dataclasses.replace(TRAINING_ENV_DEFAULTS, episode_sessions=2, long_only=True)
-    fit, val = split_sessions(dataset.sessions, val_fraction=0.2, gap_sessions=1)
-    result = train_on_range(dataset, fit, val, settings, env)
-    path = root / "spy"
-    save_bundle(
-        path,
-        result.model,
-        result.normalizer,
-        settings=settings,
-        env_config=result.env_config,
-        feature_config=FEATURES,
-        metadata={"symbols": ["SPY"], "seed": settings.seed},
-    )
-    return path
 
 
 @contextmanager
@@ -180,9 +132,9 @@ class StackRun:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRun]:
+def run(tmp_path_factory: pytest.TempPathFactory, tiny_live_bundle: Path) -> Iterator[StackRun]:
     root = tmp_path_factory.mktemp("stack")
-    bundle = load_bundle(_bundle(root))
+    bundle = load_bundle(tiny_live_bundle)
     news = root / "news.jsonl"
     news.write_text("", encoding="utf-8")
     sup_cfg = SupervisorConfig(
