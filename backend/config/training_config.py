@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
@@ -32,6 +30,7 @@ from backend.config.encoder_config import (
     TransformerConfig,
 )
 from backend.data_download.schema import INTERVALS
+from backend.utils.atomic_io import write_text_atomic
 
 __all__ = [
     "FEATURE_GROUPS",
@@ -388,16 +387,7 @@ def save_config(config: Any, path: str | Path) -> Path:
         text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
     else:
         text = json.dumps(data, indent=2) + "\n"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(target, text)
 
 
 def load_config(cls: type[ConfigT], path: str | Path) -> ConfigT:

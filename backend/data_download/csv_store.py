@@ -8,14 +8,13 @@ session (``2024-03-26.csv``) or consolidated files; readers accept both. Written
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from backend.data_download.schema import INDEX_NAME, NY_TZ, OHLCV_COLUMNS
+from backend.utils.atomic_io import write_text_atomic
 
 CSV_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S%z"
 
@@ -61,20 +60,8 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
 
     An interrupted write leaves either the old file or the new one, never a torn file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = _format_frame(frame)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            body.to_csv(handle, float_format="%.10g")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, body.to_csv(float_format="%.10g", lineterminator="\n"))
 
 
 def write_sessions(
@@ -88,27 +75,6 @@ def write_sessions(
     for day, part in frame.groupby(local.normalize().date):
         written.append(write_csv_atomic(part, session_csv_path(data_dir, symbol, day, interval)))
     return written
-
-
-def _write_text_atomic(text: str, path: Path, durable: bool = True) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
-
-    ``durable=False`` skips the fsync: still never a torn file for readers, but a power cut
-    may lose the content; only for data that can be regenerated.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_sessions_bulk(
@@ -146,7 +112,7 @@ def write_sessions_bulk(
     for first, stop in zip(starts, ends, strict=True):
         content = header + "".join(f"{line}\n" for line in lines[first:stop])
         path = session_csv_path(data_dir, symbol, days[first], interval)
-        written.append(_write_text_atomic(content, path, durable))
+        written.append(write_text_atomic(path, content, durable=durable))
     return written
 
 

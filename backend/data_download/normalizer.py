@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from backend.data_download.schema import NY_TZ
+from backend.utils.atomic_io import write_text_atomic
 
 NormalizerMethod = Literal["zscore", "robust"]
 METHODS: tuple[str, ...] = ("zscore", "robust")
@@ -343,18 +342,8 @@ class FeatureNormalizer:
 
     def save(self, path: str | Path) -> Path:
         """Write JSON atomically (temporary file + ``os.replace``): never a torn file."""
-        target = Path(path)
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_text_atomic(path, text)
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureNormalizer:

@@ -41,7 +41,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from scipy.signal import lfilter
 from backend.data_download.csv_store import list_csv_files, write_sessions_bulk
 from backend.data_download.market_calendar import expected_bar_starts, session_schedule
 from backend.data_download.schema import DEFAULT_INTERVAL, OHLCV_COLUMNS, VIX_SYMBOL
+from backend.utils.atomic_io import write_text_atomic
 
 GENERATOR_VERSION = 1
 """Bump whenever the same config would produce different bytes: stale data sets regenerate."""
@@ -777,15 +777,7 @@ def _read_marker(data_dir: Path) -> dict[str, Any] | None:
 
 def _write_marker(data_dir: Path, payload: dict[str, Any]) -> None:
     """Write the marker atomically: it is the 'this data set is complete' flag."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{MARKER_FILE}.", suffix=".tmp", dir=data_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, data_dir / MARKER_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(data_dir / MARKER_FILE, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def _has_foreign_bars(data_dir: Path) -> bool:

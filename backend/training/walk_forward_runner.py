@@ -36,10 +36,8 @@ import functools
 import hashlib
 import json
 import math
-import os
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +59,7 @@ from backend.models.model_manager import save_bundle
 from backend.training import executors
 from backend.training.train import train_on_range
 from backend.training.walk_forward import WalkForwardConfig, WalkForwardWindow
+from backend.utils.atomic_io import write_text_atomic
 from backend.utils.provenance import collect_provenance, data_range
 
 __all__ = [
@@ -256,20 +255,8 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
 
     Non-finite floats are written as ``null`` so the file is strict JSON.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_plain(data), indent=1, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(path, text)
 
 
 def load_complete_result(path: str | Path, job: Job, spec: RunSpec) -> dict[str, Any] | None:

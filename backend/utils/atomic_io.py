@@ -1,0 +1,41 @@
+"""Crash-safe file writes: a temporary sibling, then ``os.replace``.
+
+Readers see the old file or the new one, never a torn one, because ``os.replace`` is atomic
+on POSIX and Windows within one directory. Every artifact a user keeps (bar CSVs, configs,
+normalizers, results) goes through here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_text_atomic(path: str | Path, text: str, *, durable: bool = True) -> Path:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically; create parents.
+
+    Args:
+        path: Destination file.
+        text: Full content.
+        durable: ``fsync`` before the rename, so a power cut cannot lose a file already
+            reported as written. ``False`` is for data that can be regenerated (still never
+            torn for readers).
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

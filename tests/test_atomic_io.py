@@ -1,0 +1,26 @@
+import os
+
+import pytest
+
+from backend.utils.atomic_io import write_text_atomic
+
+
+def test_writes_and_creates_parents(tmp_path):
+    target = tmp_path / "a" / "b" / "f.json"
+    assert write_text_atomic(target, '{"x": 1}\n') == target
+    assert target.read_bytes() == b'{"x": 1}\n'
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_failed_replace_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch, durable):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+
+    def crash(src, dst):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        write_text_atomic(target, "new", durable=durable)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
