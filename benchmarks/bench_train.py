@@ -292,19 +292,10 @@ def case_name(mode: str, shared: bool) -> str:
 
 
 def git_commit() -> dict[str, Any]:
-    """HEAD commit and whether the working tree differs from it (read-only git calls)."""
+    """HEAD commit and dirty flag of this checkout (``backend.utils.provenance.git_state``)."""
+    from backend.utils.provenance import git_state
 
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip()
-
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
+    return git_state(REPO)
 
 
 def machine_info() -> dict[str, Any]:
