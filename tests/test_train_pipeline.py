@@ -232,3 +232,13 @@ def test_cli_trains_and_saves(tmp_path: Path) -> None:
     model = YoopSAC.load(run_dir / "model.zip", device="cpu")
     assert model.num_timesteps == 120
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    # the bundle's own config.yaml (with its derived 'encoder' section) trains again as is
+    again, again_env, again_features = load_run_file(run_dir / "config.yaml")
+    assert again == settings
+    assert again_env.episode_sessions == 2
+    edited = yaml.safe_load((run_dir / "config.yaml").read_text())
+    edited["encoder"]["config"]["embedding_dim"] += 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(edited))
+    with pytest.raises(ValueError, match="'encoder' section .* disagrees"):
+        load_run_file(bad)

@@ -229,13 +229,15 @@ def train_on_range(
 # Command line
 # ---------------------------------------------------------------------------------------
 
-_SECTIONS = ("training", "env", "features")
+_SECTIONS = ("training", "env", "features", "encoder")
 
 
 def load_run_file(path: Path) -> tuple[TrainingSettings, EnvConfig, FeatureConfig]:
     """Read a run file with optional ``training``, ``env`` and ``features`` sections.
 
-    ``env`` keys override :data:`TRAINING_ENV_DEFAULTS`; missing sections use defaults.
+    ``env`` keys override :data:`TRAINING_ENV_DEFAULTS`; missing sections use defaults. A
+    bundle's ``config.yaml`` also has an ``encoder`` section, derived from ``training``; it
+    is accepted when it agrees, so a bundle's config can be trained again as it is.
 
     Raises:
         ValueError: on unknown sections or keys, or invalid values.
@@ -249,6 +251,14 @@ def load_run_file(path: Path) -> tuple[TrainingSettings, EnvConfig, FeatureConfi
     if unknown:
         raise ValueError(f"{path}: unknown section(s) {unknown}; expected {list(_SECTIONS)}")
     settings = config_from_dict(TrainingSettings, data.get("training") or {})
+    encoder = data.get("encoder")
+    if encoder is not None:
+        derived = {"mode": settings.encoder_mode, "config": settings.encoder_config().to_dict()}
+        if encoder != derived:
+            raise ValueError(
+                f"{path}: the 'encoder' section {encoder} disagrees with what 'training' "
+                f"implies {derived}; edit 'training' and drop 'encoder'"
+            )
     env = EnvConfig.from_dict({**TRAINING_ENV_DEFAULTS.to_dict(), **(data.get("env") or {})})
     features_data = data.get("features")
     features = (
