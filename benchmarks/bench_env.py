@@ -144,6 +144,14 @@ def run_dummy_vec(arrays: MarketArrays, config: EnvConfig, actions: np.ndarray, 
     return time.perf_counter() - start
 
 
+def write_result(result: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write a benchmark's JSON to ``out`` and print it; every benchmark ends here."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
+
+
 def machine_info() -> dict[str, Any]:
     """Interpreter, library versions and CPU, so figures can be compared across runs."""
     import gymnasium
@@ -230,10 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "config_window": window_cfg.to_dict(),
         "machine": machine_info(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_env import write_result  # noqa: E402
 from bench_train import git_commit, machine_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -265,10 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "git": git_commit(),
         "machine": machine_info(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -167,3 +167,39 @@ def tiny_live_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         metadata={"symbols": ["SPY"], "seed": settings.seed},
     )
     return path
+
+
+WALK_FORWARD_TINY_CONFIG = """
+walk_forward:
+  train_sessions: 12
+  test_sessions: 3
+  max_windows: 2
+training:
+  total_timesteps: 150
+  learning_starts: 50
+  batch_size: 16
+  buffer_size: 1000
+  eval_every_steps: 75
+"""
+"""A walk-forward run file small enough for end-to-end runner tests (seconds per job)."""
+
+
+@pytest.fixture(scope="module")
+def walk_forward_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A 40-session synthetic store, ``tiny.yaml``, and the CLI's output roots moved to tmp."""
+    from backend.data_download.synthetic_market import (
+        SyntheticMarketConfig,
+        write_synthetic_market,
+    )
+    from backend.scripts import run_walk_forward as cli
+
+    root = tmp_path_factory.mktemp("wf")
+    write_synthetic_market(
+        root / "store", SyntheticMarketConfig(start="2024-01-02", end=None, n_sessions=40, seed=11)
+    )
+    (root / "tiny.yaml").write_text(WALK_FORWARD_TINY_CONFIG)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "EXPERIMENTS_DIR", root / "experiments")
+        mp.setattr(cli, "BASELINE_RUNS_DIR", root / "baseline_runs")
+        mp.setattr(cli, "CROSS_MODE_REPORT", root / "Docs" / "Transformer_Experiment_Report.md")
+        yield root

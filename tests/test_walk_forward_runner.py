@@ -14,41 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from backend.data_download.synthetic_market import SyntheticMarketConfig, write_synthetic_market
 from backend.evaluation import report as reports
 from backend.scripts import run_walk_forward as cli
 from backend.training import walk_forward_runner as runner
-
-TINY_CONFIG = """
-walk_forward:
-  train_sessions: 12
-  test_sessions: 3
-  max_windows: 2
-training:
-  total_timesteps: 150
-  learning_starts: 50
-  batch_size: 16
-  buffer_size: 1000
-  eval_every_steps: 75
-"""
 
 MODES = ("manual", "cnn")
 RESOURCE_KEYS = ("train_time_s", "peak_rss_mib", "inference_latency_ms_median", "cuda_peak_mib")
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A 40-session store, the tiny config, and the CLI's output roots moved to tmp."""
-    root = tmp_path_factory.mktemp("wf")
-    write_synthetic_market(
-        root / "store", SyntheticMarketConfig(start="2024-01-02", end=None, n_sessions=40, seed=11)
-    )
-    (root / "tiny.yaml").write_text(TINY_CONFIG)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli, "EXPERIMENTS_DIR", root / "experiments")
-        mp.setattr(cli, "BASELINE_RUNS_DIR", root / "baseline_runs")
-        mp.setattr(cli, "CROSS_MODE_REPORT", root / "Docs" / "Transformer_Experiment_Report.md")
-        yield root
+def workspace(walk_forward_workspace):
+    return walk_forward_workspace
 
 
 def _argv(ws: Path, out: Path, *extra: str, modes: str = "manual,cnn") -> list[str]:
