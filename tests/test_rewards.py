@@ -6,16 +6,22 @@ import math
 
 import numpy as np
 import pytest
+from pydantic import TypeAdapter
 
-from backend.config.env_config import REWARD_NAMES, EnvConfig
 from backend.environments.rewards import (
+    REWARD_CONFIGS,
     REWARDS,
+    CostPenalizedConfig,
     CostPenalizedReturnReward,
     DifferentialSharpeRatio,
+    DSRConfig,
     LogReturnReward,
     RewardFunction,
     make_reward,
+    reward_config_union,
+    reward_names,
 )
+from backend.utils.config_model import ConfigError
 
 # --------------------------------------------------------------------------- DSR by hand
 # Series R = 0.01, -0.005, 0.02 with eta = 0.1, A_0 = B_0 = 0, worked out from
@@ -147,18 +153,40 @@ def test_cost_penalized_reward() -> None:
 
 
 def test_registry_covers_every_config_name() -> None:
-    assert set(REWARDS) == set(REWARD_NAMES)
+    assert set(REWARDS) == set(REWARD_CONFIGS) == set(reward_names())
+    union = TypeAdapter(reward_config_union())
     for name, cls in REWARDS.items():
         assert issubclass(cls, RewardFunction)
-        assert cls.name == name
-        assert isinstance(make_reward(EnvConfig(reward=name)), cls)  # type: ignore[arg-type]
+        assert cls.name == name and cls.config_class is REWARD_CONFIGS[name]
+        config = union.validate_python({"name": name})
+        assert isinstance(config, REWARD_CONFIGS[name])
+        assert isinstance(make_reward(config), cls)
 
 
 def test_make_reward_passes_config_fields() -> None:
-    cfg = EnvConfig(reward="dsr", dsr_eta=0.2, dsr_warmup_steps=3, dsr_eps=1e-6)
-    dsr = make_reward(cfg)
+    dsr = make_reward(DSRConfig(eta=0.2, warmup_steps=3, eps=1e-6))
     assert isinstance(dsr, DifferentialSharpeRatio)
     assert (dsr.eta, dsr.warmup_steps, dsr.eps) == (0.2, 3, 1e-6)
-    cp = make_reward(EnvConfig(reward="cost_penalized", cost_penalty=4.0))
+    cp = make_reward(CostPenalizedConfig(cost_penalty=4.0))
     assert isinstance(cp, CostPenalizedReturnReward)
     assert cp.penalty == 4.0
+    assert isinstance(make_reward(), DifferentialSharpeRatio)  # the default reward
+
+
+@pytest.mark.parametrize(
+    ("config", "kwargs", "match"),
+    [
+        (DSRConfig, {"eta": 0.0}, r"DSRConfig\.eta: Input should be greater than 0"),
+        (DSRConfig, {"eta": 1.0}, r"DSRConfig\.eta: Input should be less than 1"),
+        (DSRConfig, {"warmup_steps": -1}, r"DSRConfig\.warmup_steps: .*greater than or equal"),
+        (DSRConfig, {"eps": 0.0}, r"DSRConfig\.eps: Input should be greater than 0"),
+        (DSRConfig, {"scale": 0.0}, r"DSRConfig\.scale: Input should be greater than 0"),
+        (DSRConfig, {"cost_penalty": 1.0}, r"DSRConfig\.cost_penalty: unknown key"),
+        (CostPenalizedConfig, {"cost_penalty": -1.0}, r"cost_penalty: .*greater than or equal"),
+    ],
+)
+def test_reward_configs_validate_their_fields(
+    config: type, kwargs: dict[str, float], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        config(**kwargs)

@@ -9,6 +9,9 @@ from backend.training.walk_forward import (
     window_table,
 )
 
+GAP = 104
+"""Four full sessions: what the window arithmetic below is worked out for."""
+
 
 def _bars(n: int, half_days: tuple[int, ...] = ()) -> np.ndarray:
     bars = np.full(n, 26)
@@ -47,7 +50,9 @@ def test_windows_respect_gaps_and_never_reach_past_data(anchored, gap_bars, half
 @pytest.mark.parametrize("half_days", [(), (120, 150, 151, 300)])
 def test_test_ranges_tile_without_overlap_or_holes(half_days):
     bars = _bars(400, half_days)
-    windows = generate_windows(bars, WalkForwardConfig(train_sessions=100, test_sessions=25))
+    windows = generate_windows(
+        bars, WalkForwardConfig(train_sessions=100, test_sessions=25, gap_bars=GAP)
+    )
     tests = [set(range(w.test.start, w.test.stop)) for w in windows]
     for a, b in zip(tests, tests[1:], strict=False):
         assert not a & b
@@ -59,7 +64,7 @@ def test_test_ranges_tile_without_overlap_or_holes(half_days):
 
 def test_windows_use_the_data_up_to_the_end():
     bars = _bars(400)
-    cfg = WalkForwardConfig(train_sessions=100, test_sessions=25)
+    cfg = WalkForwardConfig(train_sessions=100, test_sessions=25, gap_bars=GAP)
     windows = generate_windows(bars, cfg)
     assert len(bars) - windows[-1].test.stop < cfg.test_sessions
     # the first window starts as early as the training range allows
@@ -75,7 +80,9 @@ def test_validation_is_last_five_percent_of_training():
 
 def test_too_short_data_raises_clear_error():
     with pytest.raises(InsufficientDataError, match=r"data hold 50 sessions .* needs at least 140"):
-        generate_windows(_bars(50), WalkForwardConfig(train_sessions=120, test_sessions=20))
+        generate_windows(
+            _bars(50), WalkForwardConfig(train_sessions=120, test_sessions=20, gap_bars=GAP)
+        )
 
 
 def test_gap_too_large_for_training_range_raises():
@@ -85,9 +92,12 @@ def test_gap_too_large_for_training_range_raises():
 
 
 def test_max_windows_keeps_most_recent_and_renumbers():
-    cfg_all = WalkForwardConfig(train_sessions=60, test_sessions=10)
+    cfg_all = WalkForwardConfig(train_sessions=60, test_sessions=10, gap_bars=GAP)
     every = generate_windows(_bars(200), cfg_all)
-    last2 = generate_windows(_bars(200), WalkForwardConfig(60, 10, max_windows=2))
+    last2 = generate_windows(
+        _bars(200),
+        WalkForwardConfig(train_sessions=60, test_sessions=10, gap_bars=GAP, max_windows=2),
+    )
     assert [w.index for w in last2] == [0, 1]
     assert [w.test for w in last2] == [w.test for w in every[-2:]]
 
@@ -103,14 +113,23 @@ def test_max_windows_keeps_most_recent_and_renumbers():
     ],
 )
 def test_config_validation(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=rf"^WalkForwardConfig\.{match}: "):
         WalkForwardConfig(**kwargs)
+
+
+def test_windows_need_a_resolved_gap():
+    # gap_bars=None means "derive it from the features" (ExperimentConfig does); cutting
+    # windows without resolving it would silently drop the purge rule.
+    with pytest.raises(ValueError, match="walk_forward.gap_bars is unresolved"):
+        generate_windows(_bars(200), WalkForwardConfig(train_sessions=60, test_sessions=10))
 
 
 def test_window_table_reports_dates_and_bars():
     bars = _bars(200, half_days=(150,))
     days = pd.bdate_range("2024-01-02", periods=200)
-    windows = generate_windows(bars, WalkForwardConfig(train_sessions=100, test_sessions=30))
+    windows = generate_windows(
+        bars, WalkForwardConfig(train_sessions=100, test_sessions=30, gap_bars=GAP)
+    )
     table = window_table(windows, days, bars)
     first = table.loc[0]
     assert first["fit_start"] == days[0].date()

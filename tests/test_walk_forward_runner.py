@@ -197,16 +197,18 @@ def test_bad_run_options_give_one_line_errors(workspace, extra, message, capsys)
 
 
 def test_config_training_section_cannot_pick_the_encoder(workspace, tmp_path, capsys):
+    # The old flat field is gone: the encoder is its own section, the modes a run field.
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  encoder_mode: cnn\n")
     argv = ["--dry-run", "--data-dir", str(workspace / "store"), "--config", str(bad)]
     assert cli.main(argv) == 2
-    assert "--sequence-encoder" in capsys.readouterr().err
+    assert "training.encoder_mode: unknown key" in capsys.readouterr().err
 
 
 def test_job_seeds_are_fixed_and_distinct():
-    seeds = {runner.derive_seed(0, w, m) for w in range(5) for m in cli.ENCODER_MODES}
-    assert len(seeds) == 20
+    modes = cli.encoder_names()
+    seeds = {runner.derive_seed(0, w, m) for w in range(5) for m in modes}
+    assert len(seeds) == 5 * len(modes)
     assert runner.derive_seed(7, 1, "cnn") == runner.derive_seed(7, 1, "cnn")
     assert all(0 <= s < 2**31 for s in seeds)
 
@@ -218,15 +220,19 @@ def test_default_output_is_stamped_under_experiments():
 
 
 def test_short_preset_uses_small_shared_encoders():
-    from backend.config.training_config import TrainingSettings, config_from_dict
-    from backend.training.walk_forward import RUN_PRESETS
+    from backend.config.experiment import resolve_experiment
 
-    for mode in cli.ENCODER_MODES:
-        settings = config_from_dict(TrainingSettings, RUN_PRESETS["short"].training_overrides(mode))
-        assert settings.encoder_mode == mode and settings.sequence_length == 16
-        assert settings.share_features_extractor and settings.shared_encoder_loss == "critic"
-        assert settings.total_timesteps <= 5_000
-    assert RUN_PRESETS["long"].training_overrides("cnn") == {"encoder_mode": "cnn"}
+    short = resolve_experiment("short")
+    for mode in cli.encoder_names():
+        config = short.for_mode(mode)
+        assert config.encoder.name == mode and config.encoder.size == "tiny"
+        assert config.encoder.embedding_dim == 16 and config.env.sequence_length == 16
+        assert config.env.use_sequence_encoder == (mode != "manual")
+        training = config.training
+        assert training.share_features_extractor and training.shared_encoder_loss == "critic"
+        assert training.total_timesteps <= 5_000
+    long = resolve_experiment("long").for_mode("cnn")
+    assert long.encoder == type(long.encoder)() and long.training == type(long.training)()
 
 
 def test_stochastic_evaluation_is_seeded(workspace):

@@ -261,6 +261,29 @@ class SyntheticMarketConfig:
 
 
 DEFAULT_CONFIG = SyntheticMarketConfig()
+
+MARKET_SCENARIOS: dict[str, SyntheticMarketConfig] = {
+    # No planted signal: every price is a martingale in what an agent can observe, so any
+    # test-range edge a model shows on it is noise (the null hypothesis, and the default).
+    "null": DEFAULT_CONFIG,
+}
+"""Named synthetic markets: the experiment's ``data.market`` is one of these keys."""
+
+
+def market_scenario(name: str) -> SyntheticMarketConfig:
+    """The synthetic market config of scenario ``name``.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    try:
+        return MARKET_SCENARIOS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown market scenario {name!r}; expected one of {list(MARKET_SCENARIOS)}"
+        ) from None
+
+
 """Sessions of 2023 and 2024 (502), seed 25, no planted signal: the main job's market."""
 
 

@@ -75,9 +75,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from backend.config.env_config import EnvConfig
+from backend.environments.env_config import EnvConfig
 from backend.environments.market_arrays import MarketArrays
-from backend.environments.rewards import DifferentialSharpeRatio, make_reward
+from backend.environments.rewards import (
+    DifferentialSharpeRatio,
+    DSRConfig,
+    RewardConfigBase,
+    make_reward,
+)
 
 ENV_ID = "YoopRL/IntradayTrading-v0"
 """Gymnasium id registered by :func:`register_env`."""
@@ -111,6 +116,8 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         bar_range: Half-open ``(start, stop)`` bar indices that episodes may trade on (the
             train/validation/test segment); ``None`` means all bars. Bars before ``start``
             may still appear in observations, as the past.
+        reward: The reward section (a registered reward config,
+            :mod:`backend.environments.rewards`); defaults to the DSR at its defaults.
 
     Raises:
         ValueError: If ``bar_range`` is invalid or contains no session an episode can
@@ -124,10 +131,13 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         arrays: MarketArrays,
         config: EnvConfig | None = None,
         bar_range: tuple[int, int] | None = None,
+        reward: RewardConfigBase | None = None,
     ) -> None:
         super().__init__()
         self.arrays = arrays
         self.config = config if config is not None else EnvConfig()
+        self.reward_config: RewardConfigBase = reward if reward is not None else DSRConfig()
+
         cfg = self.config
         n = arrays.n_bars
         lo, hi = (0, n) if bar_range is None else (int(bar_range[0]), int(bar_range[1]))
@@ -214,16 +224,16 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._cost_rate = cfg.cost_rate
         self._deadband = cfg.deadband
         self._flatten = cfg.flatten_at_close
-        self._reward_scale = cfg.reward_scale
+        self._reward_scale = self.reward_config.scale
         self._sequence = cfg.use_sequence_encoder
         self._ruin_level = cfg.ruin_equity * _INITIAL_EQUITY
-        self._reward_fn = make_reward(cfg)
+        self._reward_fn = make_reward(self.reward_config)
         # The DSR moments go into `info` for every reward, as a running risk-adjusted
         # performance gauge; reuse the reward's own tracker when it is the DSR.
         self._dsr = (
             self._reward_fn
             if isinstance(self._reward_fn, DifferentialSharpeRatio)
-            else DifferentialSharpeRatio.from_config(cfg)
+            else DifferentialSharpeRatio()
         )
 
         # ---- episode state (set by reset()).

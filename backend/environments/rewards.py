@@ -18,28 +18,148 @@ eqs. (14)-(16) of the latter::
 ``D_t`` is the first-order sensitivity of the exponentially weighted Sharpe ratio to the
 newest return, so summing it over time climbs the Sharpe ratio, not the raw PnL. With the
 moments at zero it reduces to ``R_t / sqrt(B_{t-1})``: a volatility-scaled return.
+
+Rewards are registered with :func:`register_reward`, which pairs a reward class with its
+config model (a pydantic model whose ``name`` is the registry key); the experiment's
+``reward`` section is the discriminated union of every registered config
+(:func:`reward_config_union`), so a new reward is one class + one config here.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-if TYPE_CHECKING:
-    from backend.config.env_config import EnvConfig
+from pydantic import Field
+
+from backend.utils.config_model import ConfigModel, NonNegInt, PosFloat
+
+__all__ = [
+    "REWARDS",
+    "REWARD_CONFIGS",
+    "CostPenalizedConfig",
+    "CostPenalizedReturnReward",
+    "DSRConfig",
+    "DifferentialSharpeRatio",
+    "LogReturnConfig",
+    "LogReturnReward",
+    "RewardConfigBase",
+    "RewardFunction",
+    "make_reward",
+    "register_reward",
+    "reward_config_union",
+    "reward_names",
+]
+
+
+class RewardConfigBase(ConfigModel):
+    """Fields every reward shares; subclasses add ``name: Literal[...]`` and their own."""
+
+    name: str
+    """Registry key of the reward (the discriminator of the ``reward`` section)."""
+
+    scale: PosFloat = 1.0
+    """Multiplier applied to the reward after it is computed (e.g. 100 for raw returns,
+    which are ~1e-3 per bar and would otherwise be drowned by value-function noise)."""
+
+
+REWARDS: dict[str, type[RewardFunction]] = {}
+"""Reward name to class; filled by :func:`register_reward`."""
+
+REWARD_CONFIGS: dict[str, type[RewardConfigBase]] = {}
+"""Reward name to its config model; filled by :func:`register_reward`."""
+
+_RewardT = TypeVar("_RewardT", bound="type[RewardFunction]")
+
+
+def register_reward(config_class: type[RewardConfigBase]) -> Callable[[_RewardT], _RewardT]:
+    """Class decorator: register a reward class under its config's ``name`` default.
+
+    Raises:
+        ValueError: if the name is taken or the config has no literal ``name`` default.
+    """
+    name = config_class.model_fields["name"].default
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{config_class.__name__} needs a name: Literal[...] = '...' field")
+
+    def decorate(cls: _RewardT) -> _RewardT:
+        if name in REWARDS:
+            raise ValueError(f"reward {name!r} is registered twice")
+        cls.name = name
+        cls.config_class = config_class
+        REWARDS[name] = cls
+        REWARD_CONFIGS[name] = config_class
+        return cls
+
+    return decorate
+
+
+def reward_names() -> tuple[str, ...]:
+    """Registered reward names, in registration order."""
+    return tuple(REWARDS)
+
+
+def reward_config_union() -> Any:
+    """``Annotated[Union[...configs], Field(discriminator="name")]`` over the registry."""
+    configs = tuple(REWARD_CONFIGS.values())
+    union: Any = configs[0] if len(configs) == 1 else _union(configs)
+    return Annotated[union, Field(discriminator="name")]
+
+
+def _union(types: tuple[type, ...]) -> Any:
+    from typing import Union
+
+    return Union[types]  # noqa: UP007  (built from a runtime tuple)
+
+
+class DSRConfig(RewardConfigBase):
+    """Moody & Saffell's Differential Sharpe Ratio (:class:`DifferentialSharpeRatio`)."""
+
+    name: Literal["dsr"] = "dsr"
+    """The Differential Sharpe Ratio."""
+    eta: Annotated[float, Field(strict=True, gt=0.0, lt=1.0)] = 0.01
+    """Adaptation rate of the moving moments, in ``(0, 1)``; memory is about ``1 / eta``
+    steps."""
+    warmup_steps: NonNegInt = 10
+    """Steps at the start of an episode during which the moments are updated but the
+    reward is 0, because the variance estimate is built from too few returns to divide by."""
+    eps: PosFloat = 1e-8
+    """Variance floor of the denominator, in squared per-bar return (1e-8 = a 1 bp
+    standard deviation): below it the Sharpe estimate is meaningless and would explode."""
+
+
+class LogReturnConfig(RewardConfigBase):
+    """``log(1 + R_t)`` (:class:`LogReturnReward`); no parameters but ``scale``."""
+
+    name: Literal["log_return"] = "log_return"
+    """The log return of equity."""
+
+
+class CostPenalizedConfig(RewardConfigBase):
+    """``R_t - cost_penalty * cost_t`` (:class:`CostPenalizedReturnReward`)."""
+
+    name: Literal["cost_penalized"] = "cost_penalized"
+    """The net return with trading costs counted extra."""
+    cost_penalty: Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False)] = 1.0
+    """Extra weight on the step's trading cost (costs already reduce the net return; this
+    over-weights them to discourage churn)."""
 
 
 class RewardFunction(ABC):
     """A per-step reward computed from the step's net return and trading cost."""
 
     name: ClassVar[str]
-    """Registry key (``EnvConfig.reward``)."""
+    """Registry key (the ``name`` of its config); set by :func:`register_reward`."""
+
+    config_class: ClassVar[type[RewardConfigBase]]
+    """The config model this reward is built from; set by :func:`register_reward`."""
 
     @classmethod
     @abstractmethod
-    def from_config(cls, config: EnvConfig) -> RewardFunction:
-        """Build the reward from the environment config's reward fields."""
+    def from_config(cls, config: Any) -> RewardFunction:
+        """Build the reward from its config (an instance of :attr:`config_class`)."""
 
     @abstractmethod
     def reset(self) -> None:
@@ -62,6 +182,7 @@ class RewardFunction(ABC):
         return {}
 
 
+@register_reward(DSRConfig)
 class DifferentialSharpeRatio(RewardFunction):
     """Moody & Saffell's Differential Sharpe Ratio with a warm-up and a variance floor.
 
@@ -84,8 +205,6 @@ class DifferentialSharpeRatio(RewardFunction):
         eps: Variance floor of the denominator, > 0.
     """
 
-    name: ClassVar[str] = "dsr"
-
     def __init__(self, eta: float = 0.01, warmup_steps: int = 10, eps: float = 1e-8) -> None:
         if not 0.0 < eta < 1.0:
             raise ValueError(f"eta: must be in (0, 1), got {eta}")
@@ -101,9 +220,9 @@ class DifferentialSharpeRatio(RewardFunction):
         self.n = 0
 
     @classmethod
-    def from_config(cls, config: EnvConfig) -> DifferentialSharpeRatio:
-        """Build from ``dsr_eta``, ``dsr_warmup_steps`` and ``dsr_eps``."""
-        return cls(config.dsr_eta, config.dsr_warmup_steps, config.dsr_eps)
+    def from_config(cls, config: DSRConfig) -> DifferentialSharpeRatio:
+        """Build from ``eta``, ``warmup_steps`` and ``eps``."""
+        return cls(config.eta, config.warmup_steps, config.eps)
 
     def reset(self) -> None:
         """Zero the moments and the step counter."""
@@ -143,13 +262,12 @@ class DifferentialSharpeRatio(RewardFunction):
 _MIN_WEALTH_RATIO = 1e-12
 
 
+@register_reward(LogReturnConfig)
 class LogReturnReward(RewardFunction):
     """``log(1 + R_t)``: additive over time, so the episode return is the log wealth growth."""
 
-    name: ClassVar[str] = "log_return"
-
     @classmethod
-    def from_config(cls, config: EnvConfig) -> LogReturnReward:
+    def from_config(cls, config: LogReturnConfig) -> LogReturnReward:
         """No parameters; the config is accepted for a uniform registry interface."""
         return cls()
 
@@ -161,6 +279,7 @@ class LogReturnReward(RewardFunction):
         return math.log(max(1.0 + float(net_return), _MIN_WEALTH_RATIO))
 
 
+@register_reward(CostPenalizedConfig)
 class CostPenalizedReturnReward(RewardFunction):
     """``R_t - penalty * cost_t``: the net return with trading costs counted extra.
 
@@ -171,15 +290,13 @@ class CostPenalizedReturnReward(RewardFunction):
         penalty: Extra weight on the step's trading cost, >= 0 (0 gives the plain return).
     """
 
-    name: ClassVar[str] = "cost_penalized"
-
     def __init__(self, penalty: float = 1.0) -> None:
         if not penalty >= 0.0:
             raise ValueError(f"penalty: must be >= 0, got {penalty}")
         self.penalty = float(penalty)
 
     @classmethod
-    def from_config(cls, config: EnvConfig) -> CostPenalizedReturnReward:
+    def from_config(cls, config: CostPenalizedConfig) -> CostPenalizedReturnReward:
         """Build from ``cost_penalty``."""
         return cls(config.cost_penalty)
 
@@ -191,24 +308,17 @@ class CostPenalizedReturnReward(RewardFunction):
         return float(net_return) - self.penalty * float(trade_cost)
 
 
-REWARDS: dict[str, type[RewardFunction]] = {
-    DifferentialSharpeRatio.name: DifferentialSharpeRatio,
-    LogReturnReward.name: LogReturnReward,
-    CostPenalizedReturnReward.name: CostPenalizedReturnReward,
-}
-"""Reward name (``EnvConfig.reward``) to class."""
-
-
-def make_reward(config: EnvConfig) -> RewardFunction:
-    """Instantiate the reward named by ``config.reward``.
+def make_reward(config: RewardConfigBase | None = None) -> RewardFunction:
+    """Instantiate the reward that ``config`` names (``None``: the DSR at its defaults).
 
     Raises:
-        KeyError: If the name is not registered (``EnvConfig`` already validates it).
+        KeyError: If the name is not registered (the schema already validates it).
     """
+    config = DSRConfig() if config is None else config
     try:
-        cls = REWARDS[config.reward]
+        cls = REWARDS[config.name]
     except KeyError:
         raise KeyError(
-            f"unknown reward {config.reward!r}; expected one of {sorted(REWARDS)}"
+            f"unknown reward {config.name!r}; expected one of {sorted(REWARDS)}"
         ) from None
     return cls.from_config(config)

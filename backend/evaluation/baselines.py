@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from backend.config.env_config import EnvConfig
+from backend.environments.env_config import EnvConfig
 from backend.environments.market_arrays import MarketArrays
 from backend.evaluation.metrics import BARS_PER_YEAR, PerformanceMetrics, compute_metrics
 

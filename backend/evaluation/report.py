@@ -24,6 +24,7 @@ import numpy as np
 
 from backend.evaluation.plots import plot_drawdowns, plot_equity_curves, plot_window_sharpe
 from backend.evaluation.statistics import bootstrap_mean_ci, paired_comparison
+from backend.models.feature_extractors.registry import encoder_names
 from backend.training.walk_forward_runner import write_json_atomic
 
 __all__ = [
@@ -39,8 +40,9 @@ __all__ = [
     "write_run_report",
 ]
 
-ALL_MODES: tuple[str, ...] = ("manual", "cnn", "lstm", "transformer")
-"""The four encoder modes; a run with all of them gets the cross-mode report."""
+ALL_MODES: tuple[str, ...] = encoder_names()
+"""Every registered encoder mode (the registry's order); a run with all of them gets the
+cross-mode report."""
 
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("total_return", "total return"),
@@ -208,7 +210,7 @@ def build_metrics(
         "packages": run["provenance"].get("packages"),
         "python": run["provenance"].get("python"),
         "created_utc": run.get("created_utc"),
-        "config": {k: spec[k] for k in ("walk_forward", "features", "env", "training")},
+        "config": spec["config"],
     }
     return {
         "run": run_summary,

@@ -8,7 +8,8 @@ same observation layout (flat or a ``T``-bar window). A bundle keeps all of it t
         model.zip                                 SB3 model (YoopSAC.save)
         encoder_state_dict.pt                     actor's (and critic's) features extractor
         normalizer_<SYMBOL>_<AGENT>.json          FeatureNormalizer (fit range only)
-        config.yaml                               training, env, features, encoder
+        config.yaml                               the ExperimentConfig (model_dump), which
+                                                  the trainer and the main job read back
         metadata.json                             format version, observation spec, feature
                                                   names, data range + hash, provenance,
                                                   metrics, sha256 of every other file
@@ -32,7 +33,6 @@ instead of a shape error deep in torch (or, worse, silently permuted features).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -41,21 +41,26 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch as th
-import yaml
 from gymnasium import spaces
 
-from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig, TrainingSettings, config_from_dict
+from backend.data_download.feature_config import FeatureConfig
 from backend.data_download.intraday_features import feature_names as config_feature_names
 from backend.data_download.normalizer import FeatureNormalizer, normalizer_filename
+from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.environments.market_arrays import MarketArrays
-from backend.models.feature_extractors import uses_sequence_observation
+from backend.environments.rewards import RewardConfigBase
+from backend.models.feature_extractors import EncoderConfigBase, uses_sequence_observation
 from backend.training.sac import YoopSAC
+from backend.utils.config_model import ConfigError
+
+if TYPE_CHECKING:
+    from backend.config.experiment import ExperimentConfig
+    from backend.config.training_config import TrainingSettings
 from backend.utils.provenance import collect_provenance
 
 __all__ = [
@@ -213,16 +218,37 @@ class ModelBundle:
     """The trained model (on the device given to :func:`load_bundle`)."""
     normalizer: FeatureNormalizer
     """The normalizer fitted on the training range; transform raw features with it."""
-    settings: TrainingSettings
-    """How the model was trained (encoder, SAC hyper-parameters, seed)."""
-    env_config: EnvConfig
-    """The env config of training (observation layout, costs, reward)."""
-    feature_config: FeatureConfig
-    """Which features were computed, with which parameters."""
+    config: ExperimentConfig
+    """The experiment the model was trained with (``config.yaml``)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """The parsed ``metadata.json``."""
     path: Path | None = None
     """Where the bundle was loaded from (for error messages)."""
+
+    @property
+    def settings(self) -> TrainingSettings:
+        """How the model was trained (SAC hyper-parameters, seed): ``config.training``."""
+        return self.config.training
+
+    @property
+    def env_config(self) -> EnvConfig:
+        """The env config of training (observation layout, costs): ``config.env``."""
+        return self.config.env
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """Which features were computed, with which parameters: ``config.features``."""
+        return self.config.features
+
+    @property
+    def encoder_config(self) -> EncoderConfigBase:
+        """The encoder the model was trained with: ``config.encoder``."""
+        return self.config.encoder
+
+    @property
+    def reward_config(self) -> RewardConfigBase:
+        """The reward the model was trained on: ``config.reward``."""
+        return self.config.reward
 
     @property
     def feature_names(self) -> list[str]:
@@ -291,9 +317,9 @@ class ModelBundle:
             ValueError: if the arrays' features or the resulting layout differ from the
                 model's (see :meth:`check_compatible`).
         """
-        config = dataclasses.replace(self.env_config, **env_overrides)
+        config = self.env_config.replace(**env_overrides)
         self.check_compatible(feature_names=arrays.feature_names, env_config=config)
-        env = IntradayTradingEnv(arrays, config, bar_range)
+        env = IntradayTradingEnv(arrays, config, bar_range, reward=self.reward_config)
         self.check_compatible(env.observation_space)
         return env
 
@@ -331,14 +357,14 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _encoder_state(model: YoopSAC, settings: TrainingSettings) -> dict[str, Any]:
+def _encoder_state(model: YoopSAC, encoder: EncoderConfigBase) -> dict[str, Any]:
     """The features extractors' weights (on CPU) with what is needed to rebuild them."""
     policy = model.policy
     shared = bool(policy.share_features_extractor)
     state: dict[str, Any] = {
         "format_version": BUNDLE_FORMAT_VERSION,
-        "encoder_mode": settings.encoder_mode,
-        "encoder_config": settings.encoder_config().to_dict(),
+        "encoder_mode": encoder.name,
+        "encoder_config": encoder.to_dict(),
         "shared": shared,
         "actor": {
             k: v.detach().cpu() for k, v in policy.actor.features_extractor.state_dict().items()
@@ -366,20 +392,6 @@ def load_encoder_state(path: str | Path) -> dict[str, Any]:
     return th.load(source, map_location="cpu", weights_only=True)
 
 
-def _config_document(
-    settings: TrainingSettings, env_config: EnvConfig, feature_config: FeatureConfig
-) -> dict[str, Any]:
-    return {
-        "training": settings.to_dict(),
-        "env": env_config.to_dict(),
-        "features": feature_config.to_dict(),
-        "encoder": {
-            "mode": settings.encoder_mode,
-            "config": settings.encoder_config().to_dict(),
-        },
-    }
-
-
 def _symbols_of(metadata: Mapping[str, Any]) -> list[str]:
     symbols = metadata.get("symbols", metadata.get("symbol"))
     if isinstance(symbols, str):
@@ -399,18 +411,18 @@ def _symbols_of(metadata: Mapping[str, Any]) -> list[str]:
 def _check_consistent(
     model: YoopSAC,
     normalizer: FeatureNormalizer,
-    settings: TrainingSettings,
-    env_config: EnvConfig,
-    feature_config: FeatureConfig,
+    config: ExperimentConfig,
 ) -> dict[str, Any]:
     """Refuse to write a bundle whose parts disagree; return its observation spec."""
+    env_config, feature_config = config.env, config.features
+    encoder_mode = config.encoder.name
     if not normalizer.is_fitted:
         raise ValueError("normalizer is not fitted; a bundle needs the fitted normalizer")
     problems = _name_differences(config_feature_names(feature_config), normalizer.feature_names)
     problems = [f"feature_config vs normalizer: {p}" for p in problems]
-    if uses_sequence_observation(settings.encoder_mode) != env_config.use_sequence_encoder:
+    if uses_sequence_observation(encoder_mode) != env_config.use_sequence_encoder:
         problems.append(
-            f"encoder_mode {settings.encoder_mode!r} needs use_sequence_encoder="
+            f"encoder_mode {encoder_mode!r} needs use_sequence_encoder="
             f"{not env_config.use_sequence_encoder}, env_config has "
             f"{env_config.use_sequence_encoder}"
         )
@@ -465,9 +477,7 @@ def save_bundle(
     model: YoopSAC,
     normalizer: FeatureNormalizer,
     *,
-    settings: TrainingSettings,
-    env_config: EnvConfig,
-    feature_config: FeatureConfig,
+    config: ExperimentConfig,
     metadata: Mapping[str, Any],
     extra_files: Mapping[str, str | bytes] | None = None,
 ) -> Path:
@@ -478,10 +488,9 @@ def save_bundle(
             non-empty directory that is not a bundle is refused.
         model: The trained model.
         normalizer: Its fitted normalizer.
-        settings: The training settings (encoder, seed, ...).
-        env_config: The env config of training, observation layout resolved (as
-            ``TrainResult.env_config``).
-        feature_config: The features the normalizer was fitted on.
+        config: The experiment the model was trained with (``TrainResult.config``); its
+            features must be those the normalizer was fitted on, its env the layout the
+            model observes. Written as ``config.yaml`` (``model_dump(mode="json")``).
         metadata: Run information saved into ``metadata.json``. Must name
             ``symbols`` (or ``symbol``); may give ``agent`` (default
             :data:`DEFAULT_AGENT`) and ``provenance`` (default
@@ -511,7 +520,7 @@ def save_bundle(
     )
     if reserved:
         raise ValueError(f"metadata keys {reserved} are filled by save_bundle; do not pass them")
-    spec = _check_consistent(model, normalizer, settings, env_config, feature_config)
+    spec = _check_consistent(model, normalizer, config)
     norm_file = normalizer_filename("-".join(symbols), agent)
     fixed = {MODEL_FILE, ENCODER_FILE, CONFIG_FILE, METADATA_FILE, norm_file}
     extras = dict(extra_files or {})
@@ -524,14 +533,9 @@ def save_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         model.save(tmp / MODEL_FILE)
-        th.save(_encoder_state(model, settings), tmp / ENCODER_FILE)
+        th.save(_encoder_state(model, config.encoder), tmp / ENCODER_FILE)
         normalizer.save(tmp / norm_file)
-        config_text = yaml.safe_dump(
-            _config_document(settings, env_config, feature_config),
-            sort_keys=False,
-            default_flow_style=None,
-        )
-        _write_text(tmp / CONFIG_FILE, config_text)
+        _write_text(tmp / CONFIG_FILE, config.to_yaml())
         for name, content in extras.items():
             if isinstance(content, bytes):
                 (tmp / name).write_bytes(content)
@@ -542,7 +546,7 @@ def save_bundle(
             "format_version": BUNDLE_FORMAT_VERSION,
             "agent": agent,
             "symbols": symbols,
-            "encoder_mode": settings.encoder_mode,
+            "encoder_mode": config.encoder.name,
             "feature_names": list(normalizer.feature_names),
             "observation": spec,
             "normalizer_file": norm_file,
@@ -654,21 +658,19 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
                 f"got {actual}"
             )
 
-    config = yaml.safe_load((root / CONFIG_FILE).read_text(encoding="utf-8"))
+    from backend.config.experiment import load_experiment
+
     try:
-        settings = config_from_dict(TrainingSettings, config["training"])
-        env_config = EnvConfig.from_dict(config["env"])
-        feature_config = config_from_dict(FeatureConfig, config["features"])
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"bundle {root}: {CONFIG_FILE} is malformed: {exc!r}") from exc
+        config = load_experiment(root / CONFIG_FILE)
+    except ConfigError as exc:
+        raise ValueError(f"bundle {root}: {CONFIG_FILE} is malformed: {exc}") from None
+    feature_config = config.features
     normalizer = FeatureNormalizer.load(root / norm_file)
     model = YoopSAC.load(root / MODEL_FILE, device=device)
     bundle = ModelBundle(
         model=model,
         normalizer=normalizer,
-        settings=settings,
-        env_config=env_config,
-        feature_config=feature_config,
+        config=config,
         metadata=metadata,
         path=root,
     )
@@ -679,6 +681,6 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
     bundle.check_compatible(
         model.observation_space,
         feature_names=metadata["feature_names"],
-        env_config=env_config,
+        env_config=config.env,
     )
     return bundle

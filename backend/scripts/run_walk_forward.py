@@ -1,9 +1,11 @@
 """The main job: walk-forward runs of every encoder mode on the same rolling windows.
 
 ``python -m backend.scripts.run_walk_forward`` with no arguments runs offline on the
-embedded synthetic market (SPY, all four encoder modes, the ``short`` budget: 2 windows).
+embedded synthetic market (SPY, every registered encoder, the ``short`` budget: 2 windows).
 ``--dry-run`` loads and validates the data and prints the window table (dates and bar
-counts of fit, validation and test) without training. See ``Docs/WALK_FORWARD.md``.
+counts of fit, validation and test) without training; ``--print-config`` prints the
+resolved experiment (preset + ``--config`` file + flags) as YAML. See
+``Docs/WALK_FORWARD.md``.
 """
 
 from __future__ import annotations
@@ -15,47 +17,39 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig, TrainingSettings, config_from_dict
+from backend.config.experiment import ExperimentConfig, resolve_experiment
+from backend.config.presets import PRESETS, preset_names
 from backend.data_download.dataset import SymbolDataset
-from backend.data_download.intraday_features import max_lookback
-from backend.data_download.loader import DataQualityWarning, available_symbols
+from backend.data_download.feature_config import FeatureConfig
+from backend.data_download.loader import DataQualityWarning
 from backend.data_download.schema import DataValidationError
 from backend.data_download.synthetic_market import ensure_synthetic_dataset
 from backend.evaluation import report as reports
+from backend.models.feature_extractors import encoder_names
 from backend.training import walk_forward_runner as runner
 from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
-from backend.training.train import TRAINING_ENV_DEFAULTS
+from backend.training.train import resolve_data_dir
 from backend.training.walk_forward import (
-    MODE_PRESETS,
-    RUN_PRESETS,
     InsufficientDataError,
-    RunPreset,
-    WalkForwardConfig,
     generate_windows,
     window_table,
 )
+from backend.utils.config_model import ConfigError
 
-AGENT = "SAC_INTRADAY_DSR"
-DEFAULT_DATA_DIR = Path("data")
-SYNTHETIC_DIR = DEFAULT_DATA_DIR / "synthetic"
-REWARD_HORIZON_BARS = 1
-ENCODER_MODES = ("manual", "cnn", "lstm", "transformer")
+DEFAULT_PRESET = "short"
+"""Preset of a run whose command line and config file name none."""
 EXPERIMENTS_DIR = Path("backend/evaluation/experiments")
 """Default output root: ``<EXPERIMENTS_DIR>/<encoder or 'all'>/<YYYY-MM-DD_HHMMSS>/``."""
 BASELINE_RUNS_DIR = Path("backend/evaluation/baseline_runs")
 """Where manual-only runs are archived."""
 CROSS_MODE_REPORT = Path("Docs/Transformer_Experiment_Report.md")
-"""Written when all four modes ran."""
-CONFIG_SECTIONS = ("walk_forward", "features", "training", "env")
+"""Written when every registered encoder ran."""
 
 
 class UserError(Exception):
@@ -64,49 +58,54 @@ class UserError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of the main job."""
+    modes = ", ".join(encoder_names())
     parser = argparse.ArgumentParser(
         prog="python -m backend.scripts.run_walk_forward",
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument(
         "--symbols",
-        default="SPY",
-        help="comma-separated tickers (default: SPY); VIX is joined automatically",
+        default=None,
+        help="comma-separated tickers (data.symbols; default: SPY); VIX is joined automatically",
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
-        help="root holding intraday/<SYMBOL>/15m/*.csv (default: ./data if it has the "
-        "symbols, else the embedded synthetic market in ./data/synthetic)",
+        help="root holding intraday/<SYMBOL>/15m/*.csv (data.data_dir; default: ./data if it "
+        "has the symbols, else the embedded synthetic market in ./data/synthetic)",
     )
     parser.add_argument(
         "--sequence-encoder",
-        default="all",
-        help=f"encoder mode(s) to compare: one of {', '.join(ENCODER_MODES)}, a "
-        "comma-separated list (manual,cnn) or all (default: all)",
+        default=None,
+        help=f"encoder mode(s) to compare (modes): one of {modes}, a comma-separated list "
+        "(manual,cnn) or all (default: all)",
     )
     parser.add_argument(
         "--mode",
-        default="short",
-        choices=sorted(MODE_PRESETS),
-        help="run-budget preset: short finishes in minutes on 2 CPU cores, long is the real "
-        "experiment",
+        default=None,
+        choices=preset_names(),
+        help="run preset: "
+        + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
+        + f" (default: the config file's 'preset', else {DEFAULT_PRESET})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="random seed (training.seed; default: 0)"
+    )
     parser.add_argument("--start", default=None, help="first date to load (YYYY-MM-DD)")
     parser.add_argument("--end", default=None, help="last date to load, inclusive")
     parser.add_argument(
         "--config",
         type=Path,
         default=None,
-        help="YAML or JSON run config with optional sections 'walk_forward', 'features', "
-        "'training' and 'env' (fields of WalkForwardConfig, FeatureConfig, TrainingSettings "
-        "and EnvConfig); overrides the --mode preset",
+        help="YAML or JSON experiment file (backend.config.experiment.ExperimentConfig: "
+        "sections data, walk_forward, features, env, reward, training, encoder; a bundle's "
+        "config.yaml works too); merged over the preset, flags override it",
     )
     parser.add_argument(
         "--stochastic-eval",
         action="store_true",
+        default=None,
         help="sample test actions (seeded per job) instead of taking the mean action",
     )
     parser.add_argument(
@@ -146,92 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-vix",
         action="store_true",
-        help="run without VIX features, for data that have no VIX series",
+        help="run without VIX features (features.use_vix: false), for data that have no VIX series",
     )
     parser.add_argument(
         "--dry-run",
         action="store_true",
         help="load and validate the data, print the window table, train nothing",
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved experiment (preset + file + flags) as YAML and exit",
+    )
     return parser
-
-
-def resolve_data_dir(data_dir: Path | None, symbols: Sequence[str]) -> tuple[Path, bool]:
-    """The store to read, and whether it is the embedded synthetic market.
-
-    An explicit ``--data-dir`` is used as given. Otherwise ``./data`` is used when it holds
-    every requested symbol, else the synthetic market is generated (once, offline).
-    """
-    if data_dir is not None:
-        if not data_dir.is_dir():
-            raise UserError(f"--data-dir {data_dir}: no such directory")
-        return data_dir, False
-    present = set(available_symbols(DEFAULT_DATA_DIR))
-    if present and all(s in present for s in symbols):
-        return DEFAULT_DATA_DIR, False
-    return ensure_synthetic_dataset(SYNTHETIC_DIR), True
-
-
-def _read_mapping(path: Path) -> dict[str, Any]:
-    """The config file's top-level mapping, sections checked."""
-    if not path.is_file():
-        raise UserError(f"--config {path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise UserError(f"--config {path}: cannot parse: {exc}") from None
-    data = data or {}
-    if not isinstance(data, dict):
-        raise UserError(f"--config {path}: expected a mapping at the top level")
-    unknown = sorted(set(data) - set(CONFIG_SECTIONS))
-    if unknown:
-        raise UserError(
-            f"--config {path}: unknown section(s) {unknown}; expected "
-            + ", ".join(f"'{s}'" for s in CONFIG_SECTIONS)
-        )
-    return data
-
-
-def load_full_config(
-    path: Path | None, preset: RunPreset, modes: Sequence[str]
-) -> tuple[WalkForwardConfig, FeatureConfig, EnvConfig, dict[str, TrainingSettings]]:
-    """Windows, features, env and per-mode training settings of a run.
-
-    Precedence, lowest first: dataclass defaults, the ``--mode`` preset (windows and
-    per-mode training overrides), then the config file's sections. ``env`` starts from
-    :data:`backend.training.train.TRAINING_ENV_DEFAULTS`, as ``train.load_run_file`` does,
-    and the feature preset of the agent is the base of ``features``.
-    """
-    data = _read_mapping(path) if path is not None else {}
-    where = f"--config {path}" if path is not None else "preset"
-    for section in CONFIG_SECTIONS:
-        if not isinstance(data.get(section) or {}, dict):
-            raise UserError(f"{where}: section '{section}' must be a mapping")
-    training_file = dict(data.get("training") or {})
-    if "encoder_mode" in training_file:
-        raise UserError(
-            f"{where}: training.encoder_mode is chosen by --sequence-encoder; remove it"
-        )
-    try:
-        wf = config_from_dict(
-            WalkForwardConfig,
-            {**preset.walk_forward.to_dict(), **(data.get("walk_forward") or {})},
-        )
-        features = config_from_dict(
-            FeatureConfig,
-            {**FeatureConfig.for_agent(AGENT).to_dict(), **(data.get("features") or {})},
-        )
-        env = EnvConfig.from_dict({**TRAINING_ENV_DEFAULTS.to_dict(), **(data.get("env") or {})})
-        training = {
-            mode: config_from_dict(
-                TrainingSettings, {**preset.training_overrides(mode), **training_file}
-            )
-            for mode in modes
-        }
-    except (TypeError, ValueError, KeyError) as exc:
-        raise UserError(f"{where}: {exc}") from None
-    return wf, features, env, training
 
 
 def parse_symbols(text: str) -> list[str]:
@@ -278,16 +204,58 @@ def parse_modes(text: str) -> tuple[str, ...]:
     Canonical order makes ``manual`` the reference column of every report and keeps the
     job grid (and so the output) independent of how the list was typed.
     """
+    known = encoder_names()
     if text.strip().lower() == "all":
-        return ENCODER_MODES
+        return known
     names = [s.strip().lower() for s in text.split(",")]
-    bad = [n for n in names if n not in ENCODER_MODES]
+    bad = [n for n in names if n not in known]
     if bad or not names:
         raise UserError(
             f"--sequence-encoder {text!r}: unknown mode(s) {bad}; expected "
-            f"{', '.join(ENCODER_MODES)}, a comma-separated list of them, or all"
+            f"{', '.join(known)}, a comma-separated list of them, or all"
         )
-    return tuple(m for m in ENCODER_MODES if m in names)
+    return tuple(m for m in known if m in names)
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The experiment fields the command-line flags set (the highest-precedence layer)."""
+    data: dict[str, Any] = {}
+    if args.symbols is not None:
+        data["symbols"] = parse_symbols(args.symbols)
+    if args.data_dir is not None:
+        if not args.data_dir.is_dir():
+            raise UserError(f"--data-dir {args.data_dir}: no such directory")
+        data["data_dir"] = str(args.data_dir)
+    if args.start is not None:
+        data["start"] = args.start
+    if args.end is not None:
+        data["end"] = args.end
+    out: dict[str, Any] = {"data": data} if data else {}
+    if args.sequence_encoder is not None:
+        out["modes"] = list(parse_modes(args.sequence_encoder))
+    if args.seed is not None:
+        if args.seed < 0:
+            raise UserError(f"--seed {args.seed}: must be >= 0")
+        out["training"] = {"seed": args.seed}
+    if args.stochastic_eval:
+        out["stochastic_eval"] = True
+    if args.no_vix:
+        out["features"] = {"use_vix": False}
+    return out
+
+
+def resolve_cli_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The experiment of a command line: preset < ``--config`` file < flags.
+
+    Raises:
+        UserError: for an unreadable file or a flag mistake.
+        ConfigError: for any invalid key or value (one line, paths named).
+    """
+    if args.config is not None and not args.config.is_file():
+        raise UserError(f"--config {args.config}: no such file")
+    return resolve_experiment(
+        args.mode, args.config, cli_overrides(args), default_preset=DEFAULT_PRESET
+    )
 
 
 def default_output(choice: str, now: dt.datetime | None = None) -> Path:
@@ -314,34 +282,13 @@ def load_datasets(
 
 def _spec_from_args(args: argparse.Namespace) -> tuple[runner.RunSpec, Path, bool]:
     """A new run's spec from the command line (and its data dir, synthetic flag)."""
-    symbols = parse_symbols(args.symbols)
-    data_dir, synthetic = resolve_data_dir(args.data_dir, symbols)
-    modes = parse_modes(args.sequence_encoder)
-    preset = RUN_PRESETS[args.mode]
-    wf, features, env, training = load_full_config(args.config, preset, modes)
-    if args.no_vix:
-        features = replace(features, use_vix=False)
-    needed_gap = max_lookback(features) + REWARD_HORIZON_BARS
-    wf = replace(wf, gap_bars=max(wf.gap_bars, needed_gap))
-    if args.seed < 0:
-        raise UserError(f"--seed {args.seed}: must be >= 0")
-    label = "all" if set(modes) == set(ENCODER_MODES) else "-".join(modes)
+    config = resolve_cli_config(args)
+    data_dir, synthetic = resolve_data_dir(config)
+    modes = config.modes
+    label = "all" if set(modes) == set(encoder_names()) else "-".join(modes)
     output = args.output if args.output is not None else default_output(label)
     spec = runner.RunSpec(
-        output_dir=str(output),
-        data_dir=str(data_dir),
-        symbols=tuple(symbols),
-        modes=modes,
-        preset=args.mode,
-        seed=args.seed,
-        stochastic_eval=args.stochastic_eval,
-        walk_forward=wf,
-        features=features,
-        env=env,
-        training=training,
-        start=args.start,
-        end=args.end,
-        synthetic=synthetic,
+        output_dir=str(output), data_dir=str(data_dir), config=config, synthetic=synthetic
     )
     return spec, data_dir, synthetic
 
@@ -357,7 +304,12 @@ def _spec_from_run_dir(run_dir: Path) -> runner.RunSpec:
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"--resume {run_dir}: unreadable {runner.RUN_FILE}: {exc}") from None
     # The directory may have moved since; the recorded output_dir is informative only.
-    return replace(spec, output_dir=str(run_dir))
+    return runner.RunSpec(
+        output_dir=str(run_dir),
+        data_dir=spec.data_dir,
+        config=spec.config,
+        synthetic=spec.synthetic,
+    )
 
 
 def _progress(total: int, done: int) -> Any:
@@ -390,6 +342,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be >= 1")
+    if args.print_config:
+        config = _spec_from_run_dir(args.resume).config if args.resume else resolve_cli_config(args)
+        print(config.to_yaml(), end="")
+        return 0
     if args.resume is not None:
         spec = _spec_from_run_dir(args.resume)
         data_dir, synthetic = Path(spec.data_dir), spec.synthetic
@@ -412,7 +368,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     print(
         f"\nwalk-forward ({label}): {len(windows)} window(s), train {wf_config.train_sessions} "
         f"sessions (val {wf_config.val_sessions}), test {wf_config.test_sessions}, "
-        f"purge gap >= {wf_config.gap_bars} bars"
+        f"purge gap >= {wf_config.purge_bars} bars"
     )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string())
@@ -502,7 +458,7 @@ def execute(
     if spec.modes == ("manual",):
         archived = reports.archive_baseline_run(BASELINE_RUNS_DIR, out, metrics)
         print(f"baseline run archived: {archived}")
-    if set(ENCODER_MODES) <= set(spec.modes):
+    if set(encoder_names()) <= set(spec.modes):
         cross = reports.write_cross_mode_report(CROSS_MODE_REPORT, metrics, out)
         print(f"cross-mode report: {cross}")
     for c in metrics["comparisons"]:
@@ -515,10 +471,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: one clean line on stderr and exit code 2 for user mistakes."""
     try:
         return run(argv)
-    except (UserError, DataValidationError, InsufficientDataError, FileNotFoundError) as exc:
+    except (
+        UserError,
+        ConfigError,
+        DataValidationError,
+        InsufficientDataError,
+        FileNotFoundError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # config validation and empty ranges
+    except ValueError as exc:  # empty ranges and other data mistakes
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

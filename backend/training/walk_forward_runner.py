@@ -48,9 +48,10 @@ import numpy as np
 import pandas as pd
 import torch as th
 
-from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig, TrainingSettings, config_from_dict
+from backend.config.experiment import ExperimentConfig
 from backend.data_download.dataset import SymbolDataset, bar_range
+from backend.data_download.feature_config import FeatureConfig
+from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.evaluation.baselines import run_baselines_for_env
 from backend.evaluation.metrics import PerformanceMetrics, compute_metrics
@@ -93,39 +94,77 @@ METRIC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Perfor
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything a job needs, picklable for worker processes and saved in ``run.json``."""
+    """Everything a job needs, picklable for worker processes and saved in ``run.json``.
+
+    The experiment is one resolved :class:`ExperimentConfig`; each job trains
+    ``config.for_mode(mode)`` with its own derived seed.
+    """
 
     output_dir: str
     """Run directory (``<output>``)."""
     data_dir: str
-    """Bar store root."""
-    symbols: tuple[str, ...]
-    """Tickers; each gets its own model per (window, mode)."""
-    modes: tuple[str, ...]
-    """Encoder modes, in report order (``manual`` first when present)."""
-    preset: str
-    """Run-budget preset name (``short``/``long``), for the record."""
-    seed: int
-    """Run seed; job seeds derive from it (:func:`derive_seed`)."""
-    stochastic_eval: bool
-    """Sample actions on the test range (seeded) instead of taking the mean action."""
-    walk_forward: WalkForwardConfig
-    """Window layout actually used (purge gap resolved)."""
-    features: FeatureConfig
-    """Feature set."""
-    env: EnvConfig
-    """Costs and reward of training and test (observation layout set per encoder)."""
-    training: Mapping[str, TrainingSettings]
-    """Training settings per mode (seed replaced per job)."""
-    start: str | None = None
-    """First date loaded, as given on the command line."""
-    end: str | None = None
-    """Last date loaded, as given on the command line."""
+    """Bar store root actually read (``config.data.data_dir`` resolved)."""
+    config: ExperimentConfig
+    """The resolved experiment (preset + file + flags; purge gap derived)."""
     synthetic: bool = False
     """Whether the data are the embedded synthetic market."""
 
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Tickers; each gets its own model per (window, mode)."""
+        return self.config.data.symbols
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """Encoder modes, in report order (``manual`` first when present)."""
+        return self.config.modes
+
+    @property
+    def preset(self) -> str:
+        """Run preset name, for the record (``custom`` when none was applied)."""
+        return self.config.preset or "custom"
+
+    @property
+    def seed(self) -> int:
+        """Run seed (``training.seed``); job seeds derive from it (:func:`derive_seed`)."""
+        return self.config.training.seed
+
+    @property
+    def stochastic_eval(self) -> bool:
+        """Sample actions on the test range (seeded) instead of taking the mean action."""
+        return self.config.stochastic_eval
+
+    @property
+    def walk_forward(self) -> WalkForwardConfig:
+        """Window layout (purge gap resolved)."""
+        return self.config.walk_forward
+
+    @property
+    def features(self) -> FeatureConfig:
+        """Feature set."""
+        return self.config.features
+
+    @property
+    def env(self) -> EnvConfig:
+        """Costs of training and test (observation layout set per encoder)."""
+        return self.config.env
+
+    @property
+    def start(self) -> str | None:
+        """First date loaded."""
+        return self.config.data.start
+
+    @property
+    def end(self) -> str | None:
+        """Last date loaded."""
+        return self.config.data.end
+
+    def experiment_for(self, mode: str) -> ExperimentConfig:
+        """The experiment the jobs of ``mode`` train (before their seed is derived)."""
+        return self.config.for_mode(mode)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form; :meth:`from_dict` reverses it."""
+        """JSON-ready form, summary keys plus the full ``config``; :meth:`from_dict` reverses it."""
         return {
             "output_dir": self.output_dir,
             "data_dir": self.data_dir,
@@ -134,34 +173,25 @@ class RunSpec:
             "preset": self.preset,
             "seed": self.seed,
             "stochastic_eval": self.stochastic_eval,
-            "walk_forward": self.walk_forward.to_dict(),
-            "features": self.features.to_dict(),
-            "env": self.env.to_dict(),
-            "training": {m: s.to_dict() for m, s in self.training.items()},
             "start": self.start,
             "end": self.end,
             "synthetic": self.synthetic,
+            "config": self.config.model_dump(mode="json"),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
-        """Rebuild from :meth:`to_dict` output (e.g. ``run.json`` on ``--resume``)."""
+        """Rebuild from :meth:`to_dict` output (e.g. ``run.json`` on ``--resume``).
+
+        Raises:
+            ConfigError: if the recorded config does not validate.
+        """
+        from backend.config.experiment import resolve_experiment
+
         return cls(
             output_dir=str(data["output_dir"]),
             data_dir=str(data["data_dir"]),
-            symbols=tuple(data["symbols"]),
-            modes=tuple(data["modes"]),
-            preset=str(data["preset"]),
-            seed=int(data["seed"]),
-            stochastic_eval=bool(data["stochastic_eval"]),
-            walk_forward=config_from_dict(WalkForwardConfig, data["walk_forward"]),
-            features=config_from_dict(FeatureConfig, data["features"]),
-            env=EnvConfig.from_dict(data["env"]),
-            training={
-                m: config_from_dict(TrainingSettings, s) for m, s in data["training"].items()
-            },
-            start=data.get("start"),
-            end=data.get("end"),
+            config=resolve_experiment(file=data["config"]),
             synthetic=bool(data.get("synthetic", False)),
         )
 
@@ -381,7 +411,7 @@ def _peak_rss_mib() -> float:
 
 
 def _train_and_test_symbol(
-    spec: RunSpec, job: Job, symbol: str, settings: TrainingSettings, out_dir: Path
+    spec: RunSpec, job: Job, symbol: str, config: ExperimentConfig, out_dir: Path
 ) -> dict[str, Any]:
     """Train, bundle, test and baseline one symbol of one job."""
     ds = load_dataset(spec, symbol)
@@ -390,19 +420,19 @@ def _train_and_test_symbol(
     test = (pd.Timestamp(job.test[0]), pd.Timestamp(job.test[1]))
     if th.cuda.is_available():
         th.cuda.reset_peak_memory_stats()
+    settings = config.training
     result = train_on_range(
         ds,
         fit,
         val,
-        settings,
-        spec.env,
+        config,
         run_name=f"w{job.window:02d}_{job.mode}_{symbol}",
         progress_bar=False,
     )
     arrays = ds.arrays(result.normalizer)
     test_range = bar_range(arrays, *ds.session_bounds(*test))
-    test_cfg = dataclasses.replace(result.env_config, episode_sessions=0, random_start=False)
-    env = _RecordingEnv(arrays, test_cfg, test_range)
+    test_cfg = result.env_config.model_copy(update={"episode_sessions": 0, "random_start": False})
+    env = _RecordingEnv(arrays, test_cfg, test_range, reward=config.reward)
     policy = _TimedPolicy(result.model)
     if spec.stochastic_eval:
         # SB3 samples actions from torch's global generator: seed it so that a stochastic
@@ -429,9 +459,7 @@ def _train_and_test_symbol(
         out_dir / bundle_name,
         result.model,
         result.normalizer,
-        settings=settings,
-        env_config=result.env_config,
-        feature_config=spec.features,
+        config=result.config,
         metadata={
             "symbols": [symbol],
             "seed": settings.seed,
@@ -479,14 +507,14 @@ def run_job(spec: RunSpec, job: Job) -> dict[str, Any]:
     out_dir = job_dir(spec.output_dir, job)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = derive_seed(spec.seed, job.window, job.mode)
-    settings = dataclasses.replace(spec.training[job.mode], seed=seed)
-    if settings.tensorboard_log is not None:
-        settings = dataclasses.replace(
-            settings, tensorboard_log=str(Path(spec.output_dir) / "tensorboard")
-        )
+    config = spec.experiment_for(job.mode)
+    training: dict[str, Any] = {"seed": seed}
+    if config.training.tensorboard_log is not None:
+        training["tensorboard_log"] = str(Path(spec.output_dir) / "tensorboard")
+    config = config.model_copy(update={"training": config.training.replace(**training)})
     started = time.perf_counter()
     per_symbol = {
-        symbol: _train_and_test_symbol(spec, job, symbol, settings, out_dir)
+        symbol: _train_and_test_symbol(spec, job, symbol, config, out_dir)
         for symbol in spec.symbols
     }
     payload = {

@@ -30,7 +30,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from backend.config.encoder_config import EncoderConfigBase
+from backend.models.feature_extractors.registry import EncoderConfigBase
 
 ObservationKind = Literal["flat", "sequence"]
 """Which observation layout an encoder reads (the env's ``use_sequence_encoder`` flag)."""
@@ -101,7 +101,7 @@ def check_observation_space(
             raise TypeError(
                 f"{owner} needs flat observations {sorted(FLAT_KEYS)} but got a sequence-mode "
                 f"space {sorted(keys)}: set use_sequence_encoder=False in the env, or pick a "
-                "sequence encoder_mode ('cnn', 'lstm', 'transformer')"
+                "sequence encoder (encoder name 'cnn', 'lstm' or 'transformer')"
             )
         if not FLAT_KEYS <= keys:
             raise TypeError(f"{owner} needs keys {sorted(FLAT_KEYS)}, got {sorted(keys)}")
@@ -114,7 +114,7 @@ def check_observation_space(
             raise TypeError(
                 f"{owner} needs sequence observations {sorted(SEQUENCE_KEYS)} but got a "
                 f"flat-mode space {sorted(keys)}: set use_sequence_encoder=True in the env, "
-                "or use encoder_mode='manual'"
+                "or use the flat encoder name 'manual'"
             )
         if not SEQUENCE_KEYS <= keys:
             raise TypeError(f"{owner} needs keys {sorted(SEQUENCE_KEYS)}, got {sorted(keys)}")
@@ -171,13 +171,14 @@ class EncoderBase(BaseFeaturesExtractor, abc.ABC):
 
     observation_kind: ClassVar[ObservationKind]
     config_class: ClassVar[type[EncoderConfigBase]]
+    """Set by :func:`~backend.models.feature_extractors.registry.register_encoder`."""
 
     def __init__(
         self, observation_space: spaces.Dict, config: EncoderConfigBase | None = None
     ) -> None:
         name = type(self).__name__
         if config is None:
-            config = self.config_class()
+            config = self.config_class.model_validate({})
         elif not isinstance(config, self.config_class):
             raise TypeError(
                 f"{name} takes a {self.config_class.__name__}, got {type(config).__name__}"
