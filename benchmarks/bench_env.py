@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.environments.env_config import EnvConfig  # noqa: E402
 from backend.environments.intraday_env import IntradayTradingEnv  # noqa: E402
-from backend.environments.market_arrays import (  # noqa: E402
+from backend.data_download.market_arrays import (  # noqa: E402
     MarketArrays,
     synthetic_market_arrays,
 )

@@ -11,7 +11,7 @@ import torch as th
 from gymnasium import spaces
 
 from backend.models.feature_extractors import ManualEncoderConfig, encoder_policy_kwargs
-from backend.training.sac import YoopSAC
+from backend.models.sac import YoopSAC
 
 th.set_num_threads(1)
 

@@ -174,8 +174,10 @@ def test_round_trip_is_exact(dataset: SymbolDataset, trained: Trained, tmp_path:
         assert np.allclose([a.center, a.scale], [b.center, b.scale], rtol=0, atol=0)
 
     # Same configs.
-    assert loaded.config == trained.result.config == trained.config
-    assert loaded.settings == trained.config.training
+    assert load_experiment(path / "config.yaml") == trained.result.config == trained.config
+    assert loaded.config_data == trained.config.model_dump(mode="json")
+    assert loaded.encoder_config == trained.config.encoder
+    assert loaded.reward_config == trained.config.reward
     assert loaded.env_config == trained.result.env_config
     assert loaded.feature_config == dataset.feature_config
 
@@ -428,7 +430,8 @@ def test_cli_writes_a_loadable_bundle(tmp_path: Path) -> None:
     (run_dir,) = out.iterdir()
     bundle = load_bundle(run_dir)
     assert {"metrics.json", "training_settings.json"} <= set(bundle.metadata["files"])
-    assert TrainingSettings.load(run_dir / "training_settings.json") == bundle.settings
+    training = load_experiment(run_dir / "config.yaml").training
+    assert TrainingSettings.load(run_dir / "training_settings.json") == training
     meta = bundle.metadata
     dataset = SymbolDataset.load("SPY", data_dir, FeatureConfig())
     assert meta["data"]["sha256"] == data_range(dataset.market)["sha256"]

@@ -27,7 +27,7 @@ from backend.data_download.synthetic_market import (
     generate_synthetic_market,
 )
 from backend.environments.intraday_env import IntradayTradingEnv
-from backend.training.sac import YoopSAC
+from backend.models.sac import YoopSAC
 from backend.training.train import build_model, split_sessions, train_on_range
 from backend.utils.config_model import ConfigError
 

@@ -8,7 +8,7 @@ settings and re-exports the feature config for the modules that import it from h
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -18,6 +18,7 @@ from backend.data_download.feature_config import (
     REGULAR_SESSION_MINUTES,
     FeatureConfig,
 )
+from backend.models.sac import SharedEncoderLoss
 from backend.utils.config_model import (
     ConfigModel,
     NonNegFloat,
@@ -37,8 +38,6 @@ __all__ = [
     "TrainingSettings",
 ]
 
-SharedEncoderLoss = Literal["critic", "actor"]
-"""Which loss trains a shared encoder (see :attr:`TrainingSettings.shared_encoder_loss`)."""
 
 
 class TrainingSettings(ConfigModel):

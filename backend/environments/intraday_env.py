@@ -75,8 +75,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from backend.data_download.market_arrays import MarketArrays
 from backend.environments.env_config import EnvConfig
-from backend.environments.market_arrays import MarketArrays
 from backend.environments.rewards import (
     DifferentialSharpeRatio,
     DSRConfig,

@@ -24,12 +24,10 @@ import numpy as np
 
 from backend.evaluation.plots import plot_drawdowns, plot_equity_curves, plot_window_sharpe
 from backend.evaluation.statistics import bootstrap_mean_ci, paired_comparison
-from backend.models.feature_extractors.registry import encoder_names
-from backend.training.walk_forward_runner import write_json_atomic
+from backend.utils.atomic_io import write_json_atomic
 
 __all__ = [
     "AGGREGATE_METRICS",
-    "ALL_MODES",
     "TABLE_COLUMNS",
     "archive_baseline_run",
     "build_metrics",
@@ -39,10 +37,6 @@ __all__ = [
     "write_cross_mode_report",
     "write_run_report",
 ]
-
-ALL_MODES: tuple[str, ...] = encoder_names()
-"""Every registered encoder mode (the registry's order); a run with all of them gets the
-cross-mode report."""
 
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("total_return", "total return"),

@@ -41,30 +41,34 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch as th
+import yaml
 from gymnasium import spaces
+from pydantic import ValidationError
 
 from backend.data_download.feature_config import FeatureConfig
 from backend.data_download.intraday_features import feature_names as config_feature_names
+from backend.data_download.market_arrays import MarketArrays
 from backend.data_download.normalizer import FeatureNormalizer, normalizer_filename
 from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
-from backend.environments.market_arrays import MarketArrays
-from backend.environments.rewards import RewardConfigBase
-from backend.models.feature_extractors import EncoderConfigBase, uses_sequence_observation
-from backend.training.sac import YoopSAC
-from backend.utils.config_model import ConfigError
-
-if TYPE_CHECKING:
-    from backend.config.experiment import ExperimentConfig
-    from backend.config.training_config import TrainingSettings
+from backend.environments.rewards import RewardConfigBase, reward_config_union
+from backend.models.feature_extractors import (
+    EncoderConfigBase,
+    encoder_config_union,
+    uses_sequence_observation,
+)
+from backend.models.sac import YoopSAC
+from backend.utils.config_model import ConfigModel, format_validation_error
 from backend.utils.provenance import collect_provenance
 
 __all__ = [
     "ACCOUNT_DIM",
+    "BundleConfig",
+    "BundleSections",
     "BUNDLE_FORMAT_VERSION",
     "CONFIG_FILE",
     "DEFAULT_AGENT",
@@ -104,6 +108,66 @@ _RESERVED_METADATA = (
     "provenance",
 )
 """Keys :func:`save_bundle` fills itself (``agent``/``symbols``/``provenance`` may be given)."""
+
+
+class BundleConfig(Protocol):
+    """What a bundle needs of the experiment it records.
+
+    :class:`backend.config.experiment.ExperimentConfig` is one; the bundle module does not
+    import it (the experiment schema sits above the models layer).
+    """
+
+    @property
+    def env(self) -> EnvConfig:
+        """The env of training, observation layout derived."""
+        ...
+
+    @property
+    def features(self) -> FeatureConfig:
+        """The features the normalizer was fitted on."""
+        ...
+
+    @property
+    def encoder(self) -> EncoderConfigBase:
+        """The encoder the model was built with."""
+        ...
+
+    @property
+    def reward(self) -> RewardConfigBase:
+        """The reward the model was trained on."""
+        ...
+
+    def to_yaml(self) -> str:
+        """The whole experiment as YAML (``config.yaml``)."""
+        ...
+
+
+if TYPE_CHECKING:
+    _EncoderSection = EncoderConfigBase
+    _RewardSection = RewardConfigBase
+else:
+    _EncoderSection = encoder_config_union()
+    _RewardSection = reward_config_union()
+
+
+class BundleSections(ConfigModel):
+    """The sections of a bundle's ``config.yaml`` that feeding the model depends on.
+
+    Validated with the same section models as the experiment; the other sections
+    (``training``, ``walk_forward``, ``data``, ...) are kept in :attr:`ModelBundle.config_data`
+    and read by ``backend.config.experiment.load_experiment`` when the bundle is trained again.
+    """
+
+    model_config = {**ConfigModel.model_config, "extra": "ignore"}
+
+    env: EnvConfig
+    """The env config of training (observation layout, costs)."""
+    features: FeatureConfig
+    """Which features were computed, with which parameters."""
+    encoder: _EncoderSection
+    """The encoder the model was built with."""
+    reward: _RewardSection
+    """The reward the model was trained on."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,37 +282,34 @@ class ModelBundle:
     """The trained model (on the device given to :func:`load_bundle`)."""
     normalizer: FeatureNormalizer
     """The normalizer fitted on the training range; transform raw features with it."""
-    config: ExperimentConfig
-    """The experiment the model was trained with (``config.yaml``)."""
+    sections: BundleSections
+    """The env, features, encoder and reward of ``config.yaml``, validated."""
+    config_data: dict[str, Any] = field(default_factory=dict)
+    """The whole ``config.yaml`` (an experiment: ``load_experiment`` reads it back)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """The parsed ``metadata.json``."""
     path: Path | None = None
     """Where the bundle was loaded from (for error messages)."""
 
     @property
-    def settings(self) -> TrainingSettings:
-        """How the model was trained (SAC hyper-parameters, seed): ``config.training``."""
-        return self.config.training
-
-    @property
     def env_config(self) -> EnvConfig:
-        """The env config of training (observation layout, costs): ``config.env``."""
-        return self.config.env
+        """The env config of training (observation layout, costs)."""
+        return self.sections.env
 
     @property
     def feature_config(self) -> FeatureConfig:
-        """Which features were computed, with which parameters: ``config.features``."""
-        return self.config.features
+        """Which features were computed, with which parameters."""
+        return self.sections.features
 
     @property
     def encoder_config(self) -> EncoderConfigBase:
-        """The encoder the model was trained with: ``config.encoder``."""
-        return self.config.encoder
+        """The encoder the model was trained with."""
+        return self.sections.encoder
 
     @property
     def reward_config(self) -> RewardConfigBase:
-        """The reward the model was trained on: ``config.reward``."""
-        return self.config.reward
+        """The reward the model was trained on."""
+        return self.sections.reward
 
     @property
     def feature_names(self) -> list[str]:
@@ -411,7 +472,7 @@ def _symbols_of(metadata: Mapping[str, Any]) -> list[str]:
 def _check_consistent(
     model: YoopSAC,
     normalizer: FeatureNormalizer,
-    config: ExperimentConfig,
+    config: BundleConfig,
 ) -> dict[str, Any]:
     """Refuse to write a bundle whose parts disagree; return its observation spec."""
     env_config, feature_config = config.env, config.features
@@ -477,7 +538,7 @@ def save_bundle(
     model: YoopSAC,
     normalizer: FeatureNormalizer,
     *,
-    config: ExperimentConfig,
+    config: BundleConfig,
     metadata: Mapping[str, Any],
     extra_files: Mapping[str, str | bytes] | None = None,
 ) -> Path:
@@ -658,19 +719,24 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
                 f"got {actual}"
             )
 
-    from backend.config.experiment import load_experiment
-
     try:
-        config = load_experiment(root / CONFIG_FILE)
-    except ConfigError as exc:
-        raise ValueError(f"bundle {root}: {CONFIG_FILE} is malformed: {exc}") from None
-    feature_config = config.features
+        config_data = yaml.safe_load((root / CONFIG_FILE).read_text(encoding="utf-8"))
+        sections = BundleSections.model_validate(config_data)
+    except (yaml.YAMLError, ValidationError) as exc:
+        detail = (
+            format_validation_error(exc, model=BundleSections)
+            if isinstance(exc, ValidationError)
+            else " ".join(str(exc).split())
+        )
+        raise ValueError(f"bundle {root}: {CONFIG_FILE} is malformed: {detail}") from None
+    feature_config = sections.features
     normalizer = FeatureNormalizer.load(root / norm_file)
     model = YoopSAC.load(root / MODEL_FILE, device=device)
     bundle = ModelBundle(
         model=model,
         normalizer=normalizer,
-        config=config,
+        sections=sections,
+        config_data=dict(config_data),
         metadata=metadata,
         path=root,
     )
@@ -681,6 +747,6 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
     bundle.check_compatible(
         model.observation_space,
         feature_names=metadata["feature_names"],
-        env_config=config.env,
+        env_config=sections.env,
     )
     return bundle

@@ -58,8 +58,8 @@ from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.models.feature_extractors import encoder_policy_kwargs
 from backend.models.model_manager import save_bundle
+from backend.models.sac import YoopSAC
 from backend.training.callbacks import TradingMetricsCallback, ValidationEarlyStopping
-from backend.training.sac import YoopSAC
 from backend.utils.config_model import ConfigError
 from backend.utils.provenance import collect_provenance, data_range
 

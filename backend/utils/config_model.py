@@ -21,10 +21,11 @@ import difflib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from typing_extensions import Self
 
 from backend.utils.atomic_io import write_text_atomic
 

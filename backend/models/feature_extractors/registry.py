@@ -41,14 +41,18 @@ transformer    69,184   4,288  64        73,536   2 layers, 4 heads, width 64, f
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args
+from typing import Annotated, Any, TypeVar, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from backend.utils.config_model import ConfigModel, PosInt
-
-if TYPE_CHECKING:
-    from backend.models.feature_extractors.base import EncoderBase
+from backend.models.feature_extractors.base import (
+    ENCODER_SIZES,
+    Activation,
+    EncoderBase,
+    EncoderConfigBase,
+    EncoderSize,
+    SizePresets,
+)
 
 __all__ = [
     "ENCODER_CONFIGS",
@@ -66,66 +70,6 @@ __all__ = [
     "resolve_encoder_config",
     "uses_sequence_observation",
 ]
-
-Activation = Literal["relu", "gelu", "tanh", "silu"]
-"""Activation names shared by every encoder config."""
-
-EncoderSize = Literal["tiny", "small", "base", "large"]
-"""Size presets every encoder config carries (``base`` = the field defaults)."""
-
-ENCODER_SIZES: tuple[str, ...] = get_args(EncoderSize)
-
-SizePresets = Mapping[str, Mapping[str, Any]]
-"""``{size: {field: value}}``: the field values a size stands for."""
-
-
-class EncoderConfigBase(ConfigModel):
-    """Fields every encoder shares: its name, size preset and output widths.
-
-    ``size`` picks one of the config's :attr:`size_presets` as the base of every field it
-    lists; fields given explicitly override it (``{name: transformer, size: tiny,
-    n_layers: 2}``). ``base`` is the field defaults.
-    """
-
-    size_presets: ClassVar[SizePresets] = {}
-    """Per-size field values; subclasses define all of :data:`ENCODER_SIZES`."""
-
-    name: str
-    """Registry key of the encoder (the discriminator of the ``encoder`` section)."""
-
-    size: EncoderSize = "base"
-    """Size preset the unset fields come from: ``tiny`` (the ``short`` run preset: width
-    16, minutes on a CPU), ``small``, ``base`` (the field defaults) or ``large``."""
-
-    embedding_dim: PosInt = 64
-    """Size of the encoder's embedding of the features or window, before the account
-    projection is appended."""
-
-    account_dim: PosInt = 16
-    """Width of the learned projection of the account vector (position, unrealized PnL,
-    session fraction left). Projected rather than passed raw because PnL fractions are
-    orders of magnitude smaller than the bounded embedding."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_size(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        size = data.get("size", "base")
-        if size not in cls.size_presets:
-            return data  # the field's own Literal check reports it
-        return {**cls.size_presets[size], **data}
-
-    @property
-    def features_dim(self) -> int:
-        """Number of features the encoder outputs: ``embedding_dim + account_dim``."""
-        return self.embedding_dim + self.account_dim
-
-    @property
-    def observation_kind(self) -> str:
-        """``flat`` or ``sequence``: the observation layout this encoder reads."""
-        return get_encoder_class(self.name).observation_kind
-
 
 ENCODER_REGISTRY: dict[str, type[EncoderBase]] = {}
 """Encoder name to extractor class; filled by :func:`register_encoder`."""
