@@ -149,8 +149,8 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
     from stable_baselines3 import SAC
 
     from backend.config.experiment import resolve_experiment
-    from backend.environments.intraday_env import IntradayTradingEnv
     from backend.data_download.market_arrays import synthetic_market_arrays
+    from backend.environments.intraday_env import IntradayTradingEnv
     from backend.training.train import build_model
 
     mode: str = spec["mode"]

@@ -13,9 +13,9 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan
 
+from backend.data_download.market_arrays import MarketArrays, synthetic_market_arrays
 from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import ENV_ID, IntradayTradingEnv, register_env
-from backend.data_download.market_arrays import MarketArrays, synthetic_market_arrays
 from backend.environments.rewards import CostPenalizedConfig, DSRConfig, LogReturnConfig
 
 # SB3 recommends 1-D vectors; the sequence observation's (T, F) window is 2-D on purpose

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backend.data_download.market_arrays import MarketArrays, synthetic_market_arrays
 from backend.data_download.market_calendar import session_bar_layout
 from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import INFO_KEYS, IntradayTradingEnv
-from backend.data_download.market_arrays import MarketArrays, synthetic_market_arrays
 from backend.environments.rewards import REWARD_CONFIGS, CostPenalizedConfig, DSRConfig
 from backend.utils.config_model import ConfigError
 
