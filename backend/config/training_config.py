@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 
-
 class TrainingSettings(ConfigModel):
     """How one SAC agent is trained: encoder, optimisation, evaluation and logging.
 
