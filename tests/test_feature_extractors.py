@@ -518,8 +518,8 @@ def test_registry_and_policy_kwargs() -> None:
         encoder_policy_kwargs("lstm", CNNConfig())
     with pytest.raises(TypeError, match="takes a CNNConfig"):
         CNNEncoder(seq_space(), LSTMConfig())  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="unknown encoder 'gru'"):
-        encoder_policy_kwargs("gru")
+    with pytest.raises(ValueError, match="unknown encoder 'no_such_encoder'"):
+        encoder_policy_kwargs("no_such_encoder")
     config = TransformerConfig(n_heads=2)
     assert encoder_policy_kwargs(config) == encoder_policy_kwargs("transformer", config)
 

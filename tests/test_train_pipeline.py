@@ -318,6 +318,12 @@ def test_cli_trains_and_saves(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main([*bundle_argv, "--no-progress", "--val-fraction", "0.15"]) == 0
     (run_dir2,) = out2.iterdir()
     assert load_experiment(run_dir2 / "config.yaml") == again
+    # The main job reads it too (its walk-forward windows need more data than this store).
+    from backend.scripts import run_walk_forward
+
+    capsys.readouterr()
+    assert run_walk_forward.main(["--config", str(run_dir / "config.yaml"), "--print-config"]) == 0
+    assert ExperimentConfig.model_validate(yaml.safe_load(capsys.readouterr().out)) == again
 
 
 @pytest.mark.parametrize(

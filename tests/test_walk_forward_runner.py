@@ -242,3 +242,23 @@ def test_stochastic_evaluation_is_seeded(workspace):
     assert _numbers(outs[0]) == _numbers(outs[1])
     result = json.loads((outs[0] / "windows" / "w00" / "cnn" / "result.json").read_text())
     assert result["stochastic_eval"] is True
+
+
+def test_a_job_bundle_config_reruns_through_the_main_job_and_the_trainer(
+    serial_run, workspace, tmp_path
+):
+    from backend.config.experiment import load_experiment
+    from backend.training import train
+
+    bundle_config = serial_run / "windows" / "w00" / "manual" / "model_SPY" / "config.yaml"
+    recorded = load_experiment(bundle_config)
+    assert recorded.modes == ("manual",) and recorded.encoder.name == "manual"
+    assert recorded.data.data_dir == str(workspace / "store")
+    out = tmp_path / "again"
+    assert cli.main(["--config", str(bundle_config), "--output", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert runner.RunSpec.from_dict(run["spec"]).config == recorded
+    argv = ["--config", str(bundle_config), "--output", str(tmp_path / "t"), "--no-progress"]
+    assert train.main(argv) == 0
+    (trained,) = (tmp_path / "t").iterdir()
+    assert load_experiment(trained / "config.yaml") == recorded

@@ -16,7 +16,7 @@ mode-specific *body*, and returns::
 * ``account_proj``: ``Linear(3, account_dim) -> Tanh``.
 
 So ``features_dim = embedding_dim + account_dim`` for every mode, and switching
-``encoder_mode`` changes nothing else in the SAC setup.
+``encoder.name`` changes nothing else in the SAC setup.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ Parameters per extractor at default configs, F=32 features (the default pipeline
 bars; every mode outputs ``features_dim = 64 + 16 = 80``. Under SB3 SAC's default
 ``share_features_extractor=False`` the policy holds three copies (actor, critic, critic
 target), two of them trained. (``tests/test_feature_extractors.py::
-test_parameter_counts_at_defaults`` checks these counts at F=30, where the MLP body is
-2 x 128 = 256 fewer.)
+test_parameter_counts_at_defaults`` checks the counts at F=30 that the encoder classes'
+docstrings quote.)
 
 =============  =======  =====  ========  =======  ======================================
 mode           body     head   account   total    body
