@@ -508,6 +508,8 @@ def execute(
     for c in metrics["comparisons"]:
         print(f"  {c['verdict']}")
     print(f"report: {out / 'report.md'}")
+    if (out / "tensorboard").is_dir():
+        print(f"tensorboard: tensorboard --logdir {out / 'tensorboard'}")
     return 0
 
 
