@@ -16,8 +16,12 @@ cases; it is part of the callback, not of the writer).
 
 Off and on alternate (off, on, on, off, ...) so drift in the machine's load hits both;
 per mode the figure is the median over ``--repeats`` pairs, and
-``overhead = median(on) / median(off) - 1`` (the issue's bar: <= 5% of job time).
-Torch runs single-threaded, as the runner's workers do.
+``overhead = median(on) / median(off) - 1`` (the issue's bar: <= 5% of job time). On a
+shared machine that difference is buried in load noise, so the "on" cases also time the
+writer itself: every call of SB3's ``TensorBoardOutputFormat.write`` / ``close`` is
+wrapped with a clock, and ``writer_share = writer seconds / job seconds`` is the direct,
+load-robust figure of what TensorBoard costs a job. Torch runs single-threaded, as the
+runner's workers do.
 """
 
 from __future__ import annotations
@@ -81,20 +85,41 @@ def time_case(dataset: Any, mode: str, steps: int, tensorboard: bool) -> dict[st
     ready = dataset.ready_sessions
     fit = (ready[-70], ready[-12])
     val = (ready[-10], ready[-1])
+    from stable_baselines3.common.logger import TensorBoardOutputFormat
+
+    writer_s = [0.0]
+    originals = {name: getattr(TensorBoardOutputFormat, name) for name in ("write", "close")}
+
+    def timed(fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                writer_s[0] += time.perf_counter() - t0
+
+        return wrapper
+
     with tempfile.TemporaryDirectory() as tmp:
         settings = _settings(mode, steps, str(Path(tmp) / "tb") if tensorboard else None)
         th.manual_seed(0)
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        result = train_on_range(
-            dataset,
-            fit,
-            val,
-            settings,
-            TRAINING_ENV_DEFAULTS,
-            run_name=f"bench_{mode}",
-            attention_probe_every=settings.eval_every_steps,
-        )
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        for name, fn in originals.items():
+            setattr(TensorBoardOutputFormat, name, timed(fn))
+        try:
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            result = train_on_range(
+                dataset,
+                fit,
+                val,
+                settings,
+                TRAINING_ENV_DEFAULTS,
+                run_name=f"bench_{mode}",
+                attention_probe_every=settings.eval_every_steps,
+            )
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        finally:
+            for name, fn in originals.items():
+                setattr(TensorBoardOutputFormat, name, fn)
         event_bytes = sum(p.stat().st_size for p in Path(tmp).rglob("events.out.tfevents.*"))
     return {
         "tensorboard": tensorboard,
@@ -102,6 +127,8 @@ def time_case(dataset: Any, mode: str, steps: int, tensorboard: bool) -> dict[st
         "cpu_s": cpu,
         "steps": int(result.metrics.get("timesteps", steps)),
         "event_file_bytes": event_bytes,
+        "writer_s": writer_s[0],
+        "writer_share": writer_s[0] / wall,
     }
 
 
@@ -130,12 +157,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         on = statistics.median(c["wall_s"] for c in cases if c["tensorboard"])
         off_cpu = statistics.median(c["cpu_s"] for c in cases if not c["tensorboard"])
         on_cpu = statistics.median(c["cpu_s"] for c in cases if c["tensorboard"])
+        shares = [c["writer_share"] for c in cases if c["tensorboard"]]
         summary[mode] = {
+            "writer_share_max": max(shares),
             "job_wall_s_off": off,
             "job_wall_s_on": on,
             "overhead_wall": on / off - 1.0,
             "overhead_cpu": on_cpu / off_cpu - 1.0,
-            "within_5_percent": on / off - 1.0 <= 0.05,
+            "within_5_percent": max(shares) <= 0.05 and on / off - 1.0 <= 0.05,
         }
     result = {
         "benchmark": "bench_tensorboard",

@@ -47,6 +47,8 @@ class Field:
     """Kind of a ``list``'s items."""
     minimum: float | None = None
     maximum: float | None = None
+    constraints: str = ""
+    """``>= 1, < 100``: the schema's bounds, for the configuration reference."""
 
     @property
     def node(self) -> str:
@@ -177,6 +179,21 @@ class _Walker:
             minimum=node.get("minimum", node.get("exclusiveMinimum")),
             maximum=node.get("maximum", node.get("exclusiveMaximum")),
         )
+        bounds = [
+            f"{op} {node[key]}"
+            for key, op in (
+                ("minimum", ">="),
+                ("exclusiveMinimum", ">"),
+                ("maximum", "<="),
+                ("exclusiveMaximum", "<"),
+                ("minLength", "length >="),
+                ("maxLength", "length <="),
+                ("minItems", "items >="),
+                ("maxItems", "items <="),
+            )
+            if key in node
+        ]
+        f.constraints = ", ".join(bounds)
         if "const" in node:
             f.kind, f.default, f.has_default = "const", node["const"], True
         elif "enum" in node:

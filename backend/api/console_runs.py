@@ -44,8 +44,10 @@ class RunKind:
     name: str
     module: str
     title: str
-    takes_encoders: bool = True
-    """Accepts ``--sequence-encoder``."""
+    encoder_flag: str | None = "--sequence-encoder"
+    """The flag that takes the encoder mode(s), if any."""
+    resumable: bool = True
+    """Accepts ``--resume RUN_DIR``."""
 
     @property
     def available(self) -> bool:
@@ -60,7 +62,13 @@ RUN_KINDS: dict[str, RunKind] = {
     k.name: k
     for k in (
         RunKind("walk_forward", "backend.scripts.run_walk_forward", "main job (walk-forward)"),
-        RunKind("supervised", "backend.scripts.run_supervised", "supervised pretraining"),
+        RunKind(
+            "supervised",
+            "backend.scripts.run_supervised",
+            "supervised pretraining",
+            encoder_flag="--model",
+            resumable=False,
+        ),
         RunKind("tuning", "backend.scripts.run_tuning", "hyper-parameter tuning"),
     )
 }
@@ -154,8 +162,10 @@ class RunManager:
             raise RunError(f"kind {req.kind!r}: {kind.module} is not installed in this checkout")
         argv = [self.python, "-m", kind.module, "--output", str(run_dir.resolve())]
         argv += ["--mode", req.preset, "--seed", str(int(req.seed))]
-        if kind.takes_encoders and req.encoders:
-            argv += ["--sequence-encoder", req.encoders]
+        if kind.encoder_flag and req.encoders and req.encoders != "all":
+            argv += [kind.encoder_flag, req.encoders]
+        elif kind.encoder_flag == "--sequence-encoder" and req.encoders:
+            argv += [kind.encoder_flag, req.encoders]
         if req.config:
             path = self.configs_dir / f"{check_name(req.config, 'config name')}.yaml"
             if not path.is_file():
@@ -186,6 +196,8 @@ class RunManager:
         run_dir = self.run_dir(name)
         record = _read_json(run_dir / CONSOLE_RUN_FILE) or {}
         kind = RUN_KINDS.get(str(record.get("kind", "walk_forward")), RUN_KINDS["walk_forward"])
+        if not kind.resumable:
+            raise RunError(f"run {name!r}: {kind.module} has no --resume; start a new run")
         if not (run_dir / "run.json").is_file():
             raise RunError(f"run {name!r}: no run.json yet, nothing to resume; start it again")
         if self.is_running(name):
