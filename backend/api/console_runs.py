@@ -290,6 +290,7 @@ class RunManager:
         record = _read_json(run_dir / CONSOLE_RUN_FILE) or {}
         run = _read_json(run_dir / "run.json")
         jobs: list[str] = []
+        modes: list[str] = []
         if run is not None:
             modes = list(run.get("spec", {}).get("modes", []))
             for w in run.get("windows", []):
@@ -323,6 +324,7 @@ class RunManager:
             "current_job": pending[0] if pending and status == "running" else None,
             "elapsed_s": elapsed,
             "has_report": (run_dir / "report.md").is_file(),
+            "modes": modes,
             "log_tail": self.log_tail(name),
         }
 
@@ -359,7 +361,6 @@ class RunManager:
             info = self.progress(path.name)
             run = _read_json(path / "run.json") or {}
             spec = run.get("spec", {})
-            info["modes"] = list(spec.get("modes", []))
             info["symbols"] = list(spec.get("symbols", []))
             info["preset"] = spec.get("preset")
             out.append(info)

@@ -134,6 +134,7 @@ async function pollRuns() {
       setText(row.querySelector(".run-jobs"), p.jobs_done + " / " + p.jobs_total);
       setText(row.querySelector(".run-current"), p.current_job || "");
       setText(row.querySelector(".run-elapsed"), fmtElapsed(p.elapsed_s));
+      setText(row.querySelector(".run-modes"), (p.modes || []).join(", "));
       if (name === latest) { setText(document.getElementById("run-log"), p.log_tail); }
     } catch (e) { /* the next poll retries */ }
   }
