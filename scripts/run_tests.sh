@@ -9,4 +9,6 @@ bash scripts/setup.sh
 .venv/bin/python -m pip install -q -e ".[dev,ray,mlflow]"
 # Headless Chromium for the console's browser tests (apt-get when root; skipped otherwise).
 bash scripts/install_browser.sh
+# Static checks first (ruff, ruff format, mypy, import contracts): a lint failure fails CI.
+bash scripts/lint.sh
 exec .venv/bin/python -m pytest "$@"
