@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pytest
+import yaml
 from console_support import (
     CONSOLE_TOKEN,
     HOSTILE_HEADLINE,
@@ -157,8 +158,9 @@ def test_configure_validates_server_side_and_saves_yaml(console, tmp_path):
     )
     assert ok.status_code == 200, ok.text
     assert "total_timesteps: 150" in ok.json()["resolved"]
-    saved = (tmp_path / "runs" / "configs" / "tiny.yaml").read_text()
-    assert saved == "training:\n  total_timesteps: 150\n"
+    saved = yaml.safe_load((tmp_path / "runs" / "configs" / "tiny.yaml").read_text())
+    assert saved["training"]["total_timesteps"] == 150
+    assert "encoder_mode" not in saved["training"]  # chosen per run by --sequence-encoder
     bad_name = console.post(
         "/api/config/save", json={"name": "../evil", "values": {}}, headers=AUTH
     )

@@ -138,7 +138,7 @@ def _interim_schema() -> ExperimentSchema:
     from backend.config.training_config import FeatureConfig, TrainingSettings
     from backend.training.walk_forward import WalkForwardConfig
 
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         "RunConfig",
         __config__=ConfigDict(extra="forbid"),
         walk_forward=(WalkForwardConfig, WalkForwardConfig()),
@@ -170,12 +170,16 @@ def _interim_schema() -> ExperimentSchema:
 
 def load_experiment_schema() -> ExperimentSchema:
     """The experiment schema: ``backend.config.ExperimentConfig`` when it is there."""
-    try:
-        import backend.config as config_pkg
+    import importlib
 
-        model = getattr(config_pkg, "ExperimentConfig", None)
-    except ImportError:  # pragma: no cover - the package always imports
-        model = None
+    model = None
+    for module in ("backend.config", "backend.config.experiment"):
+        try:
+            model = getattr(importlib.import_module(module), "ExperimentConfig", None)
+        except ImportError:
+            continue
+        if model is not None:
+            break
     if model is None or not issubclass(model, BaseModel):
         return _interim_schema()
 
