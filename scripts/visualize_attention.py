@@ -71,7 +71,7 @@ def session_attention(
         bundle.model(th.from_numpy(window), th.from_numpy(mask))
     maps = th.stack([layer[:, :, -1, :] for layer in trunk.last_attention], dim=1)
     trunk.store_attention = False
-    return maps.numpy(), layout.index[rows]
+    return maps.numpy(), pd.DatetimeIndex(layout.index[rows])
 
 
 def write_heatmaps(attention: np.ndarray, bars: pd.DatetimeIndex, output: Path) -> list[Path]:

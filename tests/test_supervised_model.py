@@ -77,9 +77,9 @@ def test_trunk_is_the_rl_encoder_and_loads_into_it(mode: str) -> None:
 
 
 def test_training_learns_a_planted_signal_and_is_seeded() -> None:
-    settings = TrainingSection(epochs=8, batch_size=64, learning_rate=5e-3, patience=8)
+    settings = TrainingSection(epochs=6, batch_size=64, learning_rate=5e-3, patience=6)
     fields = SupervisedConfig().encoder_fields("cnn")
-    fit, val, test = _part(1200, 1), _part(300, 2), _part(600, 3)
+    fit, val, test = _part(640, 1), _part(160, 2), _part(320, 3)
 
     def run() -> tuple[float, np.ndarray]:
         model = MultiTaskModel("cnn", T, F, fields, TASKS, 0.1)

@@ -88,65 +88,65 @@ class _Section(BaseModel):
 class LabelSection(_Section):
     """How the targets are cut (``backend.supervised.labels``)."""
 
-    horizon: int = Field(4, ge=1, le=26)
+    horizon: int = Field(default=4, ge=1, le=26)
     """Bars after the decision bar the labels describe (4 = one hour)."""
-    vol_window: int = Field(26, ge=2)
+    vol_window: int = Field(default=26, ge=2)
     """Bars of past returns in the volatility known at ``t`` (scales the sideways band)."""
-    sideways_share: float = Field(1.0 / 3.0, gt=0.0, lt=1.0)
+    sideways_share: float = Field(default=1.0 / 3.0, gt=0.0, lt=1.0)
     """Share of fit-range direction labels inside the sideways band."""
-    volatile_quantile: float = Field(2.0 / 3.0, gt=0.0, lt=1.0)
+    volatile_quantile: float = Field(default=2.0 / 3.0, gt=0.0, lt=1.0)
     """Fit-range quantile of future volatility above which the regime is ``volatile``."""
 
 
 class WindowSection(_Section):
     """Walk-forward layout (``backend.training.walk_forward.WalkForwardConfig``)."""
 
-    train_sessions: int = Field(120, ge=10)
+    train_sessions: int = Field(default=120, ge=10)
     """Sessions of fit + gap + validation."""
-    test_sessions: int = Field(20, ge=1)
+    test_sessions: int = Field(default=20, ge=1)
     """Sessions of each out-of-sample test range."""
-    val_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
     """Share of the training range held out for early stopping, calibration and stacking."""
-    max_windows: int | None = Field(2, ge=1)
+    max_windows: int | None = Field(default=2, ge=1)
     """Keep only the most recent windows; ``None`` keeps all."""
 
 
 class TrainingSection(_Section):
     """Optimisation of the multi-task model (``backend.supervised.trainer``)."""
 
-    epochs: int = Field(12, ge=1)
+    epochs: int = Field(default=12, ge=1)
     """Upper bound on epochs; early stopping usually ends sooner."""
-    batch_size: int = Field(128, ge=1)
+    batch_size: int = Field(default=128, ge=1)
     """Samples per micro-batch."""
-    grad_accum_steps: int = Field(1, ge=1)
+    grad_accum_steps: int = Field(default=1, ge=1)
     """Micro-batches per optimizer step (effective batch = batch_size x this)."""
-    learning_rate: float = Field(2e-3, gt=0.0)
+    learning_rate: float = Field(default=2e-3, gt=0.0)
     """Peak AdamW learning rate, reached after the warm-up."""
-    encoder_weight_decay: float = Field(1e-4, ge=0.0)
+    encoder_weight_decay: float = Field(default=1e-4, ge=0.0)
     """AdamW weight decay of the trunk (encoder) parameters."""
-    head_weight_decay: float = Field(0.0, ge=0.0)
+    head_weight_decay: float = Field(default=0.0, ge=0.0)
     """AdamW weight decay of the task heads."""
-    warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    warmup_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     """Share of optimizer steps with a linear warm-up; cosine decay to 0 after it."""
-    patience: int = Field(3, ge=1)
+    patience: int = Field(default=3, ge=1)
     """Epochs without a lower validation loss before stopping (best weights restored)."""
     loss: Literal["ce", "focal"] = "ce"
     """Classification loss: cross-entropy or focal loss (Lin et al. 2017)."""
-    focal_gamma: float = Field(2.0, ge=0.0)
+    focal_gamma: float = Field(default=2.0, ge=0.0)
     """Focusing parameter of the focal loss."""
     class_weights: bool = True
     """Weight classes by inverse fit-range frequency (against imbalance)."""
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Cross-entropy label smoothing (0 = off)."""
-    head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    head_dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     """Dropout before the task heads; also what Monte Carlo dropout samples."""
-    intensity_weight: float = Field(0.5, ge=0.0)
+    intensity_weight: float = Field(default=0.5, ge=0.0)
     """Weight of the volatility-intensity regression (MSE) in the total loss."""
     amp: bool = True
     """Mixed precision on CUDA (ignored on CPU, where it would only be slower)."""
     device: str = "cpu"
     """Torch device (``cpu``, ``cuda``, ``auto``)."""
-    torch_threads: int = Field(1, ge=1)
+    torch_threads: int = Field(default=1, ge=1)
     """Intra-op CPU threads (the CI box has 2 cores shared by everything)."""
     tensorboard: bool = True
     """Write losses per epoch under ``<output>/tensorboard``."""
@@ -155,20 +155,20 @@ class TrainingSection(_Section):
 class ConfidenceSection(_Section):
     """Confidence estimates and calibration metrics (``backend.supervised.confidence``)."""
 
-    mc_passes: int = Field(10, ge=2)
+    mc_passes: int = Field(default=10, ge=2)
     """Monte Carlo dropout passes (predictive entropy and variance)."""
-    ece_bins: int = Field(15, ge=2)
+    ece_bins: int = Field(default=15, ge=2)
     """Equal-width confidence bins of the expected calibration error."""
 
 
 class BaselineSection(_Section):
     """The sklearn baselines on the manual (flat) features."""
 
-    hgb_max_iter: int = Field(50, ge=1)
+    hgb_max_iter: int = Field(default=50, ge=1)
     """Boosting iterations of ``HistGradientBoostingClassifier``."""
-    hgb_learning_rate: float = Field(0.05, gt=0.0)
+    hgb_learning_rate: float = Field(default=0.05, gt=0.0)
     """Learning rate of the gradient-boosted baseline."""
-    logreg_c: float = Field(1.0, gt=0.0)
+    logreg_c: float = Field(default=1.0, gt=0.0)
     """Inverse L2 strength of the logistic regression."""
 
 
@@ -183,13 +183,13 @@ class SupervisedConfig(_Section):
     """Also build the average, validation-weighted and stacked ensembles of the models."""
     size: SizeName = "tiny"
     """Encoder size preset (``SIZE_PRESETS``): tiny for CPU, large for a GPU."""
-    sequence_length: int = Field(16, ge=2)
+    sequence_length: int = Field(default=16, ge=2)
     """``T``: bars per observation window (the env's ``sequence_length``)."""
-    feature_clip: float = Field(10.0, gt=0.0)
+    feature_clip: float = Field(default=10.0, gt=0.0)
     """Clip of normalized features, as the env's ``feature_clip``."""
-    latency_repeats: int = Field(200, ge=10)
+    latency_repeats: int = Field(default=200, ge=10)
     """Single-observation predictions timed per model (p50 / p99)."""
-    latency_budget_ms: float = Field(100.0, gt=0.0)
+    latency_budget_ms: float = Field(default=100.0, gt=0.0)
     """Latency budget of one prediction (the design documents' 100 ms)."""
     encoders: dict[ModelName, dict[str, Any]] = Field(default_factory=dict)
     """Per model, encoder config fields over the size preset (``TransformerConfig`` etc.)."""
@@ -218,7 +218,8 @@ class SupervisedConfig(_Section):
 
     def encoder_fields(self, model: str) -> dict[str, Any]:
         """Encoder config fields of ``model``: size preset, then ``encoders.<model>``."""
-        return {**SIZE_PRESETS[self.size][model], **self.encoders.get(model, {})}  # type: ignore[index]
+        overrides = {str(k): v for k, v in self.encoders.items()}.get(model, {})
+        return {**SIZE_PRESETS[self.size][model], **overrides}
 
 
 SHORT = SupervisedConfig()

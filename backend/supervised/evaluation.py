@@ -50,7 +50,9 @@ def classification_scores(
         "log_loss": log_loss(p, y),
         "ece": expected_calibration_error(p, y, n_bins),
         "brier": brier_score(p, y),
-        "hit_rate_by_bar": {int(k): float(v) for k, v in hits.items()},
+        "hit_rate_by_bar": dict(
+            zip(hits.index.astype(int).tolist(), hits.to_numpy(float).tolist(), strict=True)
+        ),
     }
 
 
