@@ -165,6 +165,8 @@ def run_window(
     attention: np.ndarray | None = None
     n_features = fit.window.shape[-1]
     for offset, mode in enumerate(config.models):
+        model_seed = seed + 1000 * window.index + offset
+        th.manual_seed(model_seed)  # weight init
         model = MultiTaskModel(
             mode,
             config.sequence_length,
@@ -184,7 +186,7 @@ def run_window(
             fit,
             val,
             config.training,
-            seed=seed + 1000 * window.index + offset,
+            seed=model_seed,
             log_dir=log_dir,
             description=f"w{window.index} {mode}",
         )

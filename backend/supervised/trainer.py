@@ -126,6 +126,7 @@ def train_model(
 ) -> TrainResult:
     """Train ``model`` on the labelled bars of ``fit``, early-stopped on ``val``'s loss."""
     device = resolve_device(settings.device)
+    th.set_num_threads(settings.torch_threads)  # as train.py: oversubscribed OMP crawls
     th.manual_seed(seed)
     generator = th.Generator().manual_seed(seed)
     model.to(device)
