@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-from backend.environments.market_arrays import MarketArrays
+from backend.data_download.market_arrays import MarketArrays
 from backend.evaluation.baselines import simulate_targets
 from backend.evaluation.statistics import wilcoxon_test
 from backend.supervised.calibration import brier_score, expected_calibration_error, log_loss

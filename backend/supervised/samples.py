@@ -26,7 +26,7 @@ import pandas as pd
 
 from backend.data_download.dataset import SymbolDataset
 from backend.data_download.normalizer import FeatureNormalizer
-from backend.environments.market_arrays import MarketArrays
+from backend.data_download.market_arrays import MarketArrays
 from backend.supervised.labels import (
     NO_LABEL,
     TASKS,
