@@ -11,10 +11,13 @@ z_{t+h}`` as normal with
 The direction label cuts ``u = S / sqrt(h)`` at ``+-k``, with ``k`` the quantile of ``|u|``
 that leaves ``sideways_share`` of labels sideways (``u`` is ``N(0, (a^2 + s^2) / h)``). The
 Bayes classifier picks the most probable class given ``z_t``; its accuracy, averaged over
-``z_t ~ N(0, 1)`` by Gauss-Hermite quadrature, is the ceiling for any model. Idealizations,
-all of which make the ceiling *higher* than what a model can reach: volatility constant over
-the horizon and known, ``z_t`` observed without error (a model must estimate it from prices
-and a trailing volatility), and the horizon inside the session.
+``z_t ~ N(0, 1)`` by Gauss-Hermite quadrature, is the reference for the models. It is the
+exact ceiling only under its idealizations: volatility constant over the horizon and known,
+``z_t`` observed without error, the band applied to ``S`` itself. The lab's labels scale the
+band by a *trailing* volatility, so (i) sideways becomes partly predictable from the time of
+day (the intraday U-shape), which this figure ignores, and (ii) which bars count as trending
+shifts toward larger moves, whose sign is easier; measured accuracies can therefore exceed
+it by a little, beyond their sampling error.
 """
 
 from __future__ import annotations

@@ -425,7 +425,11 @@ def render_markdown(metrics: Mapping[str, Any], plots: Sequence[str], title: str
             f"AR(1) momentum phi = {oracle['phi']}, horizon {oracle['horizon']} bars: the "
             f"Bayes-optimal 3-class direction accuracy is **{oracle['direction']:.3f}** and "
             f"its bull-vs-bear sign accuracy on non-sideways bars **{oracle['sign']:.3f}** "
-            "(backend/supervised/oracle.py; idealized, so an upper bound).",
+            "(backend/supervised/oracle.py). A reference, not a strict bound: it assumes a "
+            "constant, known volatility, while the labels' band is scaled by a trailing "
+            "volatility, which makes sideways partly predictable from the time of day and "
+            "changes which bars count as trending; a few hundred test bars also carry a "
+            "sampling error of +-0.02-0.03.",
             "",
         ]
     for task, block in metrics["tasks"].items():

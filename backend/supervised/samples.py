@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from backend.data_download.dataset import SymbolDataset
-from backend.data_download.normalizer import FeatureNormalizer
 from backend.data_download.market_arrays import MarketArrays
+from backend.data_download.normalizer import FeatureNormalizer
 from backend.supervised.labels import (
     NO_LABEL,
     TASKS,
