@@ -101,8 +101,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output file")
     args = parser.parse_args(argv)
     began = time.perf_counter()
+    from tqdm import tqdm
+
     rows = [
-        measure(int(n), args.reps, args.resamples, args.seed) for n in args.sizes.split(",")
+        measure(int(n), args.reps, args.resamples, args.seed)
+        for n in tqdm(args.sizes.split(","), desc="sample sizes")
     ]
     mc_se = math.sqrt(0.95 * 0.05 / args.reps)
     ok = [min(r["coverage"].values()) >= 0.95 - mc_se - 1e-12 for r in rows]

@@ -95,6 +95,17 @@ def test_basic_interval_covers_at_the_ci_threshold() -> None:
     assert hits / reps >= 0.90
 
 
+def test_p_value_and_interval_agree() -> None:
+    """p < 0.05 exactly when the 95% interval excludes 0 (away from the +1 discreteness)."""
+    resamples = 999
+    for seed in range(40):
+        rng = np.random.default_rng(9000 + seed)
+        a, b = _paired(60, rng, 0.15 * rng.standard_normal(), 0.0)
+        for t in paired_session_tests({"a": a, "b": b}, [("a", "b")], n_resamples=resamples):
+            if abs(t.p_value - 0.05) > 4.0 / (resamples + 1):
+                assert (t.p_value < 0.05) == (t.ci_low > 0.0 or t.ci_high < 0.0), t
+
+
 def test_interval_is_called_a_ci_only_from_the_threshold() -> None:
     assert ci_method_label(MIN_SESSIONS_FOR_CI).startswith("95% CI")
     below = ci_method_label(MIN_SESSIONS_FOR_CI - 1)

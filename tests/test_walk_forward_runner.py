@@ -251,3 +251,58 @@ def test_stochastic_evaluation_is_seeded(workspace):
     assert _numbers(outs[0]) == _numbers(outs[1])
     result = json.loads((outs[0] / "windows" / "w00" / "cnn" / "result.json").read_text())
     assert result["stochastic_eval"] is True
+
+
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_default_run_leaves_the_tree_clean_and_publish_updates_tracked_records(
+    workspace, tmp_path, monkeypatch
+):
+    """A run without --output/--publish writes only under the git-ignored runs/ root."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    ignore = Path(__file__).resolve().parents[1] / ".gitignore"
+    (repo / ".gitignore").write_text(ignore.read_text())
+    tracked = {
+        "experiments": Path("backend/evaluation/experiments"),
+        "baseline_runs": Path("backend/evaluation/baseline_runs"),
+        "cross": Path("Docs/Transformer_Experiment_Report.md"),
+    }
+    for folder in (tracked["experiments"], tracked["baseline_runs"]):
+        (repo / folder).mkdir(parents=True)
+        (repo / folder / "README.md").write_text("# tracked index\n")
+    (repo / "Docs").mkdir()
+    (repo / tracked["cross"]).write_text("# tracked report\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(cli, "OUTPUT_ROOT", Path("runs/walk_forward"))
+    monkeypatch.setattr(cli, "EXPERIMENTS_DIR", tracked["experiments"])
+    monkeypatch.setattr(cli, "BASELINE_RUNS_DIR", tracked["baseline_runs"])
+    monkeypatch.setattr(cli, "CROSS_MODE_REPORT", tracked["cross"])
+    argv = [
+        "--data-dir",
+        str(workspace / "store"),
+        "--config",
+        str(workspace / "tiny.yaml"),
+        "--sequence-encoder",
+        "manual",
+    ]
+    assert cli.main(argv) == 0
+    assert _git(repo, "status", "--porcelain") == ""
+    (run_dir,) = (repo / "runs" / "walk_forward" / "manual").iterdir()
+    assert (run_dir / "metrics.json").is_file()
+    assert f"manual/{run_dir.name}/report.md" in (repo / "runs/walk_forward/README.md").read_text()
+
+    assert cli.main([*argv, "--publish"]) == 0
+    changed = _git(repo, "status", "--porcelain")
+    assert "backend/evaluation/experiments/README.md" in changed
+    assert "backend/evaluation/baseline_runs/" in changed
+    assert "Docs/" not in changed  # cross-mode report: only when all four modes ran

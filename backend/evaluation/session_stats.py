@@ -18,11 +18,11 @@ Methods (and why):
   the resampling itself is our vectorized :func:`stationary_bootstrap_indices`, because
   ``arch``'s ``StationaryBootstrap`` draws one resample per Python iteration, which is two
   orders of magnitude slower for the thousands of resamples x dozens of comparisons here.
-* **p-value**: two-sided, from the bootstrap distribution *centred* at the estimate (the
-  null distribution of the estimator, Hall & Wilson 1991): ``p = (1 + #{|T* - T| >= |T|}) /
-  (B + 1)``. The interval reported beside it is the dual *basic* bootstrap interval
-  ``[2T - q(1-a/2), 2T - q(a/2)]``, so "the interval excludes 0" and "p < 1 - confidence"
-  always agree.
+* **p-value**: two-sided, from the bootstrap distribution *centred* at the estimate
+  (``T* - T`` as the null distribution of ``T``, Hall & Wilson 1991), equal-tailed:
+  ``p = 2 (1 + #{sign(T) (T* - T) >= |T|}) / (B + 1)``. The interval reported beside it is
+  the dual *basic* bootstrap interval ``[2T - q(1-a/2), 2T - q(a/2)]``, so "the interval
+  excludes 0" and "p < 1 - confidence" agree.
 * **Holm (1979)** step-down adjustment over the whole family of tests a run makes
   (:func:`holm_adjust`); verdicts use the adjusted p-values.
 * **Coverage**: the basic interval is called a "95% CI" only with at least
@@ -282,9 +282,18 @@ def _estimate(metric: str, a: np.ndarray, b: np.ndarray, periods_per_year: float
 
 
 def _centred_p_value(samples: np.ndarray, estimate: float) -> float:
-    """Two-sided p of ``H0: difference = 0`` from the bootstrap distribution centred at T."""
-    extreme = np.abs(samples - estimate) >= abs(estimate) - 1e-15 * max(1.0, abs(estimate))
-    return float((1 + int(extreme.sum())) / (samples.size + 1))
+    """Two-sided equal-tailed p of ``H0: difference = 0``, bootstrap centred at the estimate.
+
+    ``T* - T`` stands in for the estimator's null distribution; the p-value doubles the tail
+    beyond the estimate on its own side, ``2 (1 + #{sign(T) (T* - T) >= |T|}) / (B + 1)``,
+    which makes it exactly dual to the equal-tailed basic interval (the interval excludes
+    0 iff ``p < 1 - confidence``, up to the ``+1`` of the finite-sample correction).
+    """
+    if estimate == 0.0:
+        return 1.0
+    tol = 1e-12 * max(1.0, abs(estimate))
+    tail = int((np.sign(estimate) * (samples - estimate) >= abs(estimate) - tol).sum())
+    return float(min(1.0, 2.0 * (1 + tail) / (samples.size + 1)))
 
 
 def _basic_interval(samples: np.ndarray, estimate: float, confidence: float) -> tuple[float, float]:

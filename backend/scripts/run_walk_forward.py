@@ -563,7 +563,7 @@ def execute(
             cross = reports.write_cross_mode_report(CROSS_MODE_REPORT, metrics, out)
             print(f"published cross-mode report: {cross}")
     for t in metrics["tests"]:
-        if t["strategy"] in spec.modes:
+        if t["strategy"] in spec.modes and t["metric"] == "sharpe":
             print(f"  {t['verdict']}")
     print(f"report: {out / 'report.md'}")
     return 0
