@@ -83,7 +83,9 @@ def measure(n: int, reps: int, resamples: int, seed: int) -> dict[str, Any]:
                 target = true[t.metric]
             hits[key] += int(t.ci_low <= target <= t.ci_high)
         a0, b0 = paired_sample(n, rng, 0.05, 0.05)
-        for t in paired_session_tests({"a": a0, "b": b0}, [("a", "b")], n_resamples=resamples, seed=i):
+        for t in paired_session_tests(
+            {"a": a0, "b": b0}, [("a", "b")], n_resamples=resamples, seed=i
+        ):
             rejections[t.metric] += int(t.p_value < 0.05)
     return {
         "n_sessions": n,

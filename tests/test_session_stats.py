@@ -132,7 +132,9 @@ def test_family_is_holm_adjusted_together() -> None:
         [("a", "flat"), ("b", "flat"), ("a", "b")],
         n_resamples=499,
     )
-    np.testing.assert_allclose([t.p_adjusted for t in tests], holm_adjust([t.p_value for t in tests]))
+    np.testing.assert_allclose(
+        [t.p_adjusted for t in tests], holm_adjust([t.p_value for t in tests])
+    )
     assert all(t.p_adjusted >= t.p_value for t in tests)
 
 
@@ -166,7 +168,9 @@ def test_bad_inputs_name_the_problem() -> None:
         paired_session_tests({"a": np.zeros(5)}, [("a", "x")])
     with pytest.raises(ValueError, match="different session counts"):
         paired_session_tests({"a": np.zeros(5), "b": np.zeros(6)}, [("a", "b")])
-    with pytest.raises(ValueError, match=r"returns\['a'\]: non-finite value at replicate 0, session 1"):
+    with pytest.raises(
+        ValueError, match=r"returns\['a'\]: non-finite value at replicate 0, session 1"
+    ):
         paired_session_tests({"a": [0.0, np.nan, 0.0], "b": np.zeros(3)}, [("a", "b")])
     with pytest.raises(ValueError, match="unknown"):
         paired_session_tests({"a": np.zeros(5), "b": np.zeros(5)}, [("a", "b")], metrics=("x",))

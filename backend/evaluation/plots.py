@@ -196,7 +196,9 @@ def plot_test_forest(
         )
     ax.axvline(0.0, color="black", linewidth=0.7)
     ax.set_yticks(y, [f"{t['strategy']} vs {t['against']}" for t in rows])
-    unit = "annualized Sharpe difference" if metric == "sharpe" else "mean session return difference"
+    unit = (
+        "annualized Sharpe difference" if metric == "sharpe" else "mean session return difference"
+    )
     ax.set_xlabel(f"{unit} (filled: significant after Holm)")
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)

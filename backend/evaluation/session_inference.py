@@ -89,7 +89,9 @@ def pooled_session_returns(
             for rep in sorted(reps):
                 block = cells[mode][rep]
                 if list(block["dates"]) != window_dates:
-                    raise ValueError(f"window {w} mode {mode!r}: other test sessions than {modes[0]!r}")
+                    raise ValueError(
+                        f"window {w} mode {mode!r}: other test sessions than {modes[0]!r}"
+                    )
                 rows.append(np.asarray(block["net_returns"], dtype=np.float64))
             per_mode[mode].append(np.vstack(rows))
         for name in BASELINE_STRATEGIES:
@@ -98,7 +100,9 @@ def pooled_session_returns(
                     np.asarray(first["baselines"][name], dtype=np.float64)
                 )
         dates.extend(window_dates)
-    repeated = sorted({d for d in dates if dates.count(d) > 1}) if len(set(dates)) != len(dates) else []
+    repeated = (
+        sorted({d for d in dates if dates.count(d) > 1}) if len(set(dates)) != len(dates) else []
+    )
     if repeated:
         dup = repeated[0]
         raise ValueError(
@@ -185,7 +189,9 @@ def session_inference(
         means = {m: replicate_mean(returns[m], m) for m in modes}
         best = max(modes, key=lambda m: _summary(means[m])["sharpe"])
         trial_sharpes = [
-            s / math.sqrt(SESSIONS_PER_YEAR) for m in modes for s in seed_spread[symbol][m]["sharpe"]
+            s / math.sqrt(SESSIONS_PER_YEAR)
+            for m in modes
+            for s in seed_spread[symbol][m]["sharpe"]
         ]
         deflated[symbol] = {
             "best_mode": best,

@@ -124,9 +124,7 @@ def per_session_returns(
     r = np.asarray(net_returns, dtype=np.float64)
     sid = np.asarray(session_ids)
     if r.ndim != 1 or sid.shape != r.shape:
-        raise ValueError(
-            f"session_ids: expected shape {r.shape} like net_returns, got {sid.shape}"
-        )
+        raise ValueError(f"session_ids: expected shape {r.shape} like net_returns, got {sid.shape}")
     if not np.isfinite(r).all():
         i = int(np.flatnonzero(~np.isfinite(r))[0])
         raise ValueError(f"net_returns: non-finite value {r[i]} at index {i}")

@@ -311,9 +311,7 @@ def parse_modes(text: str) -> tuple[str, ...]:
     return tuple(m for m in ENCODER_MODES if m in names)
 
 
-def default_output(
-    choice: str, now: dt.datetime | None = None, root: Path | None = None
-) -> Path:
+def default_output(choice: str, now: dt.datetime | None = None, root: Path | None = None) -> Path:
     """``<output root>/<encoder or all>/<YYYY-MM-DD_HHMMSS>`` (root: :data:`OUTPUT_ROOT`)."""
     stamp = (now or dt.datetime.now()).strftime("%Y-%m-%d_%H%M%S")
     return (OUTPUT_ROOT if root is None else root) / choice / stamp
