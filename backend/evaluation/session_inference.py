@@ -25,7 +25,7 @@ import numpy as np
 
 from backend.evaluation.session_stats import (
     DEFAULT_RESAMPLES,
-    MIN_SESSIONS_FOR_CI,
+    MEASURED_COVERAGE,
     SESSIONS_PER_YEAR,
     deflated_sharpe_ratio,
     holm_adjust,
@@ -217,7 +217,7 @@ def session_inference(
         "alpha": ALPHA,
         "power": POWER,
         "family_size": family,
-        "min_sessions_for_ci": MIN_SESSIONS_FOR_CI,
+        "interval_coverage_measured": [list(row) for row in MEASURED_COVERAGE],
         "basis": (
             "annualized Sharpe of session returns against a zero-variance benchmark (flat) at "
             "true Sharpe 0, Lo (2002) iid standard error; paired tests' own figures (with the "
