@@ -33,7 +33,7 @@ from backend.evaluation.plots import (
 from backend.evaluation.session_inference import pooled_session_returns, session_inference
 from backend.evaluation.session_stats import replicate_mean
 from backend.evaluation.statistics import bootstrap_mean_ci
-from backend.training.walk_forward_runner import write_json_atomic
+from backend.utils.atomic_io import write_json_atomic
 
 __all__ = [
     "AGGREGATE_METRICS",
