@@ -21,6 +21,7 @@ from backend.evaluation.session_stats import (
     expected_max_sharpe,
     holm_adjust,
     min_detectable_sharpe_difference,
+    optimal_mean_block_length,
     paired_session_tests,
     per_session_returns,
     probabilistic_sharpe_ratio_from_moments,
@@ -189,6 +190,25 @@ def test_identical_strategies_give_p_one() -> None:
     x = np.random.default_rng(8).standard_normal(30) * SIGMA
     (sharpe, mean) = paired_session_tests({"a": x, "b": x.copy()}, [("a", "b")], n_resamples=199)
     assert sharpe.estimate == 0.0 and sharpe.p_value == 1.0 and mean.p_value == 1.0
+
+
+def test_block_length_matches_arch_politis_white() -> None:
+    from arch.bootstrap import optimal_block_length
+
+    rng = np.random.default_rng(10)
+    for n, phi in ((40, 0.0), (120, 0.5), (500, 0.8), (756, 0.2)):
+        e = rng.standard_normal(n)
+        x = np.empty(n)
+        x[0] = e[0]
+        for t in range(1, n):
+            x[t] = phi * x[t - 1] + e[t]
+        expected = float(optimal_block_length(x)["stationary"].iloc[0])
+        assert optimal_mean_block_length(x) == pytest.approx(
+            min(max(expected, 1.0), n / 4), rel=1e-10
+        )
+    # Strong persistence gets longer blocks than white noise.
+    assert optimal_mean_block_length(x) > optimal_mean_block_length(e)
+    assert optimal_mean_block_length(np.zeros(50)) == 1.0
 
 
 def test_dsr_matches_the_papers_worked_example() -> None:

@@ -13,11 +13,12 @@ Methods (and why):
   series, resampled with the same indices so the pairing and the cross-correlation are
   kept; geometric blocks keep serial dependence (volatility clustering across days). The
   mean block length is the automatic choice of Politis & White (2004), with the correction
-  of Patton, Politis & White (2009), computed by ``arch.bootstrap.optimal_block_length``
-  on the series of paired differences (a well-kept implementation of a fiddly estimator);
-  the resampling itself is our vectorized :func:`stationary_bootstrap_indices`, because
-  ``arch``'s ``StationaryBootstrap`` draws one resample per Python iteration, which is two
-  orders of magnitude slower for the thousands of resamples x dozens of comparisons here.
+  of Patton, Politis & White (2009), on the series of paired differences. Both are written
+  here and checked against the ``arch`` package in the tests (``arch`` is a dev dependency
+  only: importing it and statsmodels costs seconds per run, and its ``StationaryBootstrap``
+  draws one resample per Python iteration, two orders of magnitude slower than the
+  vectorized :func:`stationary_bootstrap_indices` for thousands of resamples x dozens of
+  comparisons).
 * **p-value**: two-sided, from the bootstrap distribution *centred* at the estimate
   (``T* - T`` as the null distribution of ``T``, Hall & Wilson 1991), equal-tailed:
   ``p = 2 (1 + #{sign(T) (T* - T) >= |T|}) / (B + 1)``. The interval reported beside it is
@@ -50,7 +51,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -246,22 +246,59 @@ def stationary_bootstrap_indices(
     return (first + (t - block_start)) % n
 
 
-def optimal_mean_block_length(x: npt.ArrayLike) -> float:
-    """Politis-White (2004) mean block length for the stationary bootstrap of ``x``.
+def _politis_white_stationary(x: np.ndarray) -> float:
+    """Politis & White (2004) / Patton, Politis & White (2009) stationary-bootstrap block.
 
-    Computed by ``arch.bootstrap.optimal_block_length`` and kept within ``[1, n / 4]``: the
-    upper bound leaves at least about four blocks per resample on short samples, where the
-    estimator is itself noisy. A constant series (nothing to resample) gives 1.
+    The tuning follows ``arch.bootstrap.optimal_block_length`` (which a test reproduces to
+    1e-10): the lag window ``m`` is twice the first lag after which ``k_n = max(5,
+    log10 n)`` autocorrelations lie inside ``+-2 sqrt(log10(n) / n)``, at most
+    ``ceil(sqrt n) + k_n``; with the flat-top kernel ``h(t) = min(1, 2 (1 - |t|))``,
+    ``G = sum h(k/m) |k| gamma_k`` and ``sigma^2 = sum h(k/m) gamma_k``, the block is
+    ``(2 G^2 / (2 sigma^4))^(1/3) n^(1/3)``, capped at ``ceil(min(3 sqrt n, n / 3))``.
+    Written here rather than imported because importing ``arch`` (and statsmodels with it)
+    costs seconds per run.
+    """
+    n = x.size
+    eps = x - x.mean()
+    b_max = math.ceil(min(3.0 * math.sqrt(n), n / 3.0))
+    kn = max(5, int(math.log10(n)))
+    m_max = math.ceil(math.sqrt(n)) + kn
+    cv = 2.0 * math.sqrt(math.log10(n) / n)
+    acv = np.zeros(m_max + 1)
+    abs_acorr = np.zeros(m_max + 1)
+    opt_m: int | None = None
+    for i in range(m_max + 1):
+        v1 = float(eps[i + 1 :] @ eps[i + 1 :])
+        v2 = float(eps[: -(i + 1)] @ eps[: -(i + 1)])
+        cross = float(eps[i:] @ eps[: n - i])
+        acv[i] = cross / n
+        abs_acorr[i] = abs(cross) / math.sqrt(v1 * v2) if v1 * v2 > 0.0 else 0.0
+        if i >= kn and opt_m is None and np.all(abs_acorr[i - kn : i] < cv):
+            opt_m = i - kn
+    m = min(2 * max(opt_m, 1) if opt_m is not None else m_max, m_max)
+    g = 0.0
+    lr_acv = float(acv[0])
+    for k in range(1, m + 1):
+        lam = 1.0 if k / m <= 0.5 else 2.0 * (1.0 - k / m)
+        g += 2.0 * lam * k * float(acv[k])
+        lr_acv += 2.0 * lam * float(acv[k])
+    d_sb = 2.0 * lr_acv**2
+    if not d_sb > 0.0:
+        return 1.0
+    return float(min(((2.0 * g**2) / d_sb) ** (1.0 / 3.0) * n ** (1.0 / 3.0), b_max))
+
+
+def optimal_mean_block_length(x: npt.ArrayLike) -> float:
+    """Politis-White mean block length for the stationary bootstrap of ``x``, in ``[1, n/4]``.
+
+    The upper bound leaves at least about four blocks per resample on short samples, where
+    the estimator is itself noisy. Fewer than 8 values or a constant series give 1.
     """
     arr = np.asarray(x, dtype=np.float64)
     n = arr.size
     if n < 8 or float(arr.std()) < _STD_FLOOR:
         return 1.0
-    from arch.bootstrap import optimal_block_length
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        value = float(optimal_block_length(arr)["stationary"].iloc[0])
+    value = _politis_white_stationary(arr)
     if not math.isfinite(value):
         return 1.0
     return float(min(max(value, 1.0), max(1.0, n / 4.0)))
