@@ -31,6 +31,7 @@ from backend.data_download.loader import DataQualityWarning, available_symbols
 from backend.data_download.schema import DataValidationError
 from backend.data_download.synthetic_market import ensure_synthetic_dataset
 from backend.evaluation import report as reports
+from backend.evaluation import tracking
 from backend.training import walk_forward_runner as runner
 from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
 from backend.training.train import TRAINING_ENV_DEFAULTS
@@ -163,6 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="ADDRESS",
         help="with --executor ray: existing cluster to use (auto, ray://host:10001)",
+    )
+    parser.add_argument(
+        "--tracking",
+        default="none",
+        choices=tracking.TRACKERS,
+        help="experiment tracking besides TensorBoard: mlflow logs the config, per-step and "
+        "final metrics, report, plots and bundles, one nested run per (window, mode) (needs "
+        f"{tracking.MLFLOW_INSTALL_HINT}; default: none)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="with --tracking mlflow: tracking server or store URI (default: a local file "
+        "store in <run directory>/mlruns)",
     )
     parser.add_argument(
         "--no-vix",
@@ -427,6 +443,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be >= 1")
+    if args.tracking_uri is not None and args.tracking != "mlflow":
+        raise UserError("--tracking-uri needs --tracking mlflow")
+    if args.tracking == "mlflow" and importlib.util.find_spec("mlflow") is None:
+        hint = tracking.MLFLOW_INSTALL_HINT
+        raise UserError(f"--tracking mlflow needs MLflow, which is not installed: {hint}")
     if args.resume is not None:
         spec = _spec_from_run_dir(args.resume)
         data_dir, synthetic = Path(spec.data_dir), spec.synthetic
@@ -466,6 +487,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         ray_address=args.ray_address,
         publish=args.publish,
         output_root=args.output_root,
+        tracker=tracking.make_tracker(args.tracking, spec.output_dir, args.tracking_uri),
     )
 
 
@@ -480,6 +502,7 @@ def execute(
     ray_address: str | None = None,
     publish: bool = False,
     output_root: Path | None = None,
+    tracker: tracking.Tracker | None = None,
 ) -> int:
     """Run the pending jobs, then write the reports; returns the exit code.
 
@@ -487,6 +510,7 @@ def execute(
     records (:data:`EXPERIMENTS_DIR`, :data:`BASELINE_RUNS_DIR`, :data:`CROSS_MODE_REPORT`)
     change only with ``publish``.
     """
+    tracker = tracker or tracking.NullTracker()
     out = Path(spec.output_dir)
     jobs = runner.plan_jobs(windows, sessions, spec.modes)
     if not resume:
@@ -513,6 +537,7 @@ def execute(
         f"already done, {len(pending)} to run on {workers} worker(s) ({executor})"
     )
     progress, task = _progress(len(jobs), len(jobs) - len(pending))
+    tracker.start(json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8")))
 
     def on_done(job: runner.Job, result: dict[str, Any]) -> None:
         sharpe = ", ".join(
@@ -521,6 +546,7 @@ def execute(
         )
         progress.console.print(f"  {job.name}: {sharpe} ({result['job_time_s']:.0f} s)")
         progress.update(task, advance=1, description=job.name)
+        tracker.log_job(job.name, result)
 
     with progress:
         try:
@@ -533,6 +559,7 @@ def execute(
                 ray_address=ray_address,
             )
         except BaseException as exc:
+            tracker.finish({}, status="FAILED")
             # Finished jobs keep their result.json; say how to continue, then fail loudly.
             print(
                 f"run stopped ({type(exc).__name__}: {exc}); finished jobs are kept, continue "
@@ -543,6 +570,7 @@ def execute(
     results = runner.collect_results(spec, jobs)
     run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
     metrics = reports.write_run_report(out, run_info, results)
+    tracker.finish(metrics)
     index = reports.update_experiments_index(
         index_root(out, output_root) / INDEX_FILE, out, metrics
     )
@@ -564,6 +592,10 @@ def execute(
         if t["strategy"] in spec.modes and t["metric"] == "sharpe":
             print(f"  {t['verdict']}")
     print(f"report: {out / 'report.md'}")
+    if (out / "tensorboard").is_dir():
+        print(f"tensorboard: tensorboard --logdir {out / 'tensorboard'}")
+    if tracker.describe():
+        print(tracker.describe())
     return 0
 
 
