@@ -15,7 +15,6 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch as th
 import yaml
 from pydantic import ValidationError
 
+from backend.config.experiment import AGENT
 from backend.config.supervised import MODES, SupervisedConfig
 from backend.config.training_config import FeatureConfig
 from backend.data_download.intraday_features import max_lookback
@@ -33,7 +33,6 @@ from backend.data_download.synthetic_market import (
     write_synthetic_market,
 )
 from backend.scripts.run_walk_forward import (
-    AGENT,
     common_sessions,
     describe_data,
     load_datasets,
@@ -203,7 +202,7 @@ def run_market(
 ) -> Path | None:
     """Load, cut windows, run them all, write report and bundles; returns the report path."""
     symbols = parse_symbols(args.symbols)
-    features = replace(FeatureConfig.for_agent(AGENT), use_vix=not args.no_vix)
+    features = FeatureConfig.for_agent(AGENT).replace(use_vix=not args.no_vix)
     datasets, notes = load_datasets(symbols, data_dir, features, args.start, args.end)
     print(describe_data(datasets, data_dir, phi is not None))
     for note in notes:

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import torch as th
 
-from backend.config.training_config import FeatureConfig, config_from_dict
+from backend.config.training_config import FeatureConfig
 from backend.data_download.dataset import SymbolDataset
 from backend.data_download.normalizer import FeatureNormalizer
 from backend.supervised.labels import LabelThresholds
@@ -171,7 +171,7 @@ def load_bundle(path: str | Path) -> LoadedBundle:
     return LoadedBundle(
         model=model,
         config=config,
-        feature_config=config_from_dict(FeatureConfig, config["features"]),
+        feature_config=FeatureConfig.from_dict(config["features"]),
         normalizers={
             p.stem.removeprefix("normalizer_"): FeatureNormalizer.load(p)
             for p in sorted(root.glob("normalizer_*.json"))
