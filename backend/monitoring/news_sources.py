@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -24,13 +24,16 @@ import httpx
 
 from backend.utils.text_sanitize import clean_text
 
+_xml_fromstring: Callable[[bytes], Element]
 try:  # pragma: no cover - depends on the environment
-    from defusedxml.ElementTree import fromstring as _xml_fromstring  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    from defusedxml.ElementTree import fromstring as _defused_fromstring
 
+    _xml_fromstring = _defused_fromstring
     HAVE_DEFUSEDXML = True
 except ImportError:  # pragma: no cover - depends on the environment
-    from xml.etree.ElementTree import fromstring as _xml_fromstring
+    from xml.etree.ElementTree import fromstring as _stdlib_fromstring
 
+    _xml_fromstring = _stdlib_fromstring
     HAVE_DEFUSEDXML = False
 
 logger = logging.getLogger(__name__)

@@ -53,8 +53,8 @@ from backend.data_download.normalizer import FeatureNormalizer
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.models.feature_extractors import encoder_policy_kwargs, uses_sequence_observation
 from backend.models.model_manager import save_bundle
+from backend.models.sac import YoopSAC
 from backend.training.callbacks import TradingMetricsCallback, ValidationEarlyStopping
-from backend.training.sac import YoopSAC
 from backend.utils.provenance import collect_provenance, data_range
 
 AGENT = "SAC_INTRADAY_DSR"
