@@ -190,8 +190,6 @@ def test_live_api_bounds_every_field(tmp_path: Path) -> None:
     assert r.status_code == 413
     assert store.get("manual_halt") is None  # nothing refused was stored
     raw = rb'{"reason": "storm \ud800\u200b coming"}'  # JSON escapes: a lone surrogate
-    r = client.post(
-        "/live/halt", content=raw, headers={**auth, "content-type": "application/json"}
-    )
+    r = client.post("/live/halt", content=raw, headers={**auth, "content-type": "application/json"})
     assert r.status_code == 200
     assert store.get("manual_halt") == {"active": True, "reason": "storm \ufffd coming"}

@@ -271,9 +271,7 @@ def test_an_endless_line_is_skipped_without_reading_it_whole(tmp_path: Path) -> 
     assert [i.title for i in items] == ["Trading halted at the NYSE"]
 
 
-def test_status_answers_during_a_slow_poll(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_status_answers_during_a_slow_poll(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A status request made while a poll reads its files completes before the poll does."""
     sup = make(tmp_path, news_paths=(str(tmp_path),))
     release = threading.Event()

@@ -1,6 +1,6 @@
 """The live (paper-first) trader process: one decision per closed 15-minute bar.
 
-``python -m backend.execution.app --bundle DIR --config FILE`` (or the historical
+``python -m backend.api.live_service --bundle DIR --config FILE`` (or the historical
 ``python -m backend.execution.live_trader ...``) loads a model bundle,
 builds the training observations from a bar feed (:mod:`observation_builder`), and trades
 through a :class:`~backend.execution.broker.Broker` (the paper broker by default).
@@ -542,14 +542,14 @@ class LiveTrader:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Thin shim for ``python -m backend.execution.live_trader``: see :mod:`backend.execution.app`.
+    """Thin shim for ``python -m backend.execution.live_trader`` (see ``api.live_service``).
 
-    The process start-up lives in the app module; it is imported by name here so that
+    The process start-up lives in the API layer; it is imported by name here so that
     this domain module does not depend on the layer that starts it.
     """
     import importlib
 
-    app = importlib.import_module("backend.execution.app")
+    app = importlib.import_module("backend.api.live_service")
     return int(app.main(argv))
 
 

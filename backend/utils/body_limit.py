@@ -111,10 +111,10 @@ def _safe(value: Any) -> Any:
 
 
 def harden_app(app: Any, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-    """Bound request bodies and make 422 answers safe for any input.
+    r"""Bound request bodies and make 422 answers safe for any input.
 
     FastAPI's default 422 echoes the offending input; an input holding a lone surrogate
-    (valid JSON: ``"\\ud800"``) then fails to encode and the answer becomes a 500. The
+    (valid JSON: ``"\ud800"``) then fails to encode and the answer becomes a 500. The
     handler installed here echoes a normalized, bounded copy instead.
     """
     from fastapi.exceptions import RequestValidationError

@@ -1,6 +1,6 @@
 """Start-up of the live trader process: config, state file, broker, API thread, feed.
 
-``python -m backend.execution.app --bundle DIR --config FILE`` (``python -m
+``python -m backend.api.live_service --bundle DIR --config FILE`` (``python -m
 backend.execution.live_trader`` is the same command). Bad start-up conditions end the
 process with exit code 2 and one line on stderr naming what is wrong (a damaged or
 read-only state file, a missing one under ``--require-state``, an unknown broker, a bad
@@ -29,7 +29,7 @@ logger = logging.getLogger("backend.execution.live_trader")
 def build_parser() -> argparse.ArgumentParser:
     """CLI of the trader process."""
     parser = argparse.ArgumentParser(
-        prog="python -m backend.execution.app", description=__doc__.split("\n")[0]
+        prog="python -m backend.api.live_service", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--bundle", required=True, help="model bundle directory")
     parser.add_argument("--config", required=True, help="live config YAML")
