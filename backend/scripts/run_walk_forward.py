@@ -31,6 +31,7 @@ from backend.data_download.loader import DataQualityWarning, available_symbols
 from backend.data_download.schema import DataValidationError
 from backend.data_download.synthetic_market import ensure_synthetic_dataset
 from backend.evaluation import report as reports
+from backend.evaluation import tracking
 from backend.training import walk_forward_runner as runner
 from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
 from backend.training.train import TRAINING_ENV_DEFAULTS
@@ -49,12 +50,19 @@ DEFAULT_DATA_DIR = Path("data")
 SYNTHETIC_DIR = DEFAULT_DATA_DIR / "synthetic"
 REWARD_HORIZON_BARS = 1
 ENCODER_MODES = ("manual", "cnn", "lstm", "transformer")
+OUTPUT_ROOT = Path("runs/walk_forward")
+"""Default output root (git-ignored): runs go to ``<root>/<encoder or 'all'>/<stamp>/`` and
+the root's ``README.md`` indexes them; a run writes nothing outside it unless ``--publish``."""
+INDEX_FILE = "README.md"
+"""The experiments index in an output root."""
+CROSS_MODE_FILE = "cross_mode_report.md"
+"""The cross-mode comparison inside a run directory (all four modes ran)."""
 EXPERIMENTS_DIR = Path("backend/evaluation/experiments")
-"""Default output root: ``<EXPERIMENTS_DIR>/<encoder or 'all'>/<YYYY-MM-DD_HHMMSS>/``."""
+"""Tracked experiments index, updated only by ``--publish``."""
 BASELINE_RUNS_DIR = Path("backend/evaluation/baseline_runs")
-"""Where manual-only runs are archived."""
+"""Tracked archive of manual-only runs, written only by ``--publish``."""
 CROSS_MODE_REPORT = Path("Docs/Transformer_Experiment_Report.md")
-"""Written when all four modes ran."""
+"""Tracked cross-mode report, written only by ``--publish`` when all four modes ran."""
 CONFIG_SECTIONS = ("walk_forward", "features", "training", "env")
 
 
@@ -113,7 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         default=None,
-        help=f"run directory (default: {EXPERIMENTS_DIR}/<encoder or all>/<YYYY-MM-DD_HHMMSS>)",
+        help="run directory (default: <output root>/<encoder or all>/<YYYY-MM-DD_HHMMSS>)",
+    )
+    parser.add_argument(
+        "--output-root",
+        type=Path,
+        default=None,
+        help=f"output root holding the runs and their index README.md (default: {OUTPUT_ROOT}, "
+        "git-ignored; with --output, the run directory's parent)",
+    )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help=f"also update the tracked records: {EXPERIMENTS_DIR}/README.md, the manual-run "
+        f"archive {BASELINE_RUNS_DIR}/ and {CROSS_MODE_REPORT} (all four modes); without it a "
+        "run writes only under its output root",
     )
     parser.add_argument(
         "--resume",
@@ -142,6 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="ADDRESS",
         help="with --executor ray: existing cluster to use (auto, ray://host:10001)",
+    )
+    parser.add_argument(
+        "--tracking",
+        default="none",
+        choices=tracking.TRACKERS,
+        help="experiment tracking besides TensorBoard: mlflow logs the config, per-step and "
+        "final metrics, report, plots and bundles, one nested run per (window, mode) (needs "
+        f"{tracking.MLFLOW_INSTALL_HINT}; default: none)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="with --tracking mlflow: tracking server or store URI (default: a local file "
+        "store in <run directory>/mlruns)",
     )
     parser.add_argument(
         "--no-vix",
@@ -290,10 +327,24 @@ def parse_modes(text: str) -> tuple[str, ...]:
     return tuple(m for m in ENCODER_MODES if m in names)
 
 
-def default_output(choice: str, now: dt.datetime | None = None) -> Path:
-    """``backend/evaluation/experiments/<encoder or all>/<YYYY-MM-DD_HHMMSS>``."""
+def default_output(choice: str, now: dt.datetime | None = None, root: Path | None = None) -> Path:
+    """``<output root>/<encoder or all>/<YYYY-MM-DD_HHMMSS>`` (root: :data:`OUTPUT_ROOT`)."""
     stamp = (now or dt.datetime.now()).strftime("%Y-%m-%d_%H%M%S")
-    return EXPERIMENTS_DIR / choice / stamp
+    return (OUTPUT_ROOT if root is None else root) / choice / stamp
+
+
+def index_root(run_dir: Path, output_root: Path | None) -> Path:
+    """Where the run's experiments index lives: the output root, or the run's parent.
+
+    A run outside the given (or default) root indexes into its own parent folder, so a
+    run never writes beside itself anywhere else.
+    """
+    root = OUTPUT_ROOT if output_root is None else output_root
+    try:
+        run_dir.resolve().relative_to(root.resolve())
+    except ValueError:
+        return run_dir.parent
+    return root
 
 
 def load_datasets(
@@ -326,7 +377,9 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[runner.RunSpec, Path, boo
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: must be >= 0")
     label = "all" if set(modes) == set(ENCODER_MODES) else "-".join(modes)
-    output = args.output if args.output is not None else default_output(label)
+    output = (
+        args.output if args.output is not None else default_output(label, root=args.output_root)
+    )
     spec = runner.RunSpec(
         output_dir=str(output),
         data_dir=str(data_dir),
@@ -390,6 +443,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be >= 1")
+    if args.tracking_uri is not None and args.tracking != "mlflow":
+        raise UserError("--tracking-uri needs --tracking mlflow")
+    if args.tracking == "mlflow" and importlib.util.find_spec("mlflow") is None:
+        hint = tracking.MLFLOW_INSTALL_HINT
+        raise UserError(f"--tracking mlflow needs MLflow, which is not installed: {hint}")
     if args.resume is not None:
         spec = _spec_from_run_dir(args.resume)
         data_dir, synthetic = Path(spec.data_dir), spec.synthetic
@@ -427,6 +485,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         resume=args.resume is not None,
         executor=args.executor,
         ray_address=args.ray_address,
+        publish=args.publish,
+        output_root=args.output_root,
+        tracker=tracking.make_tracker(args.tracking, spec.output_dir, args.tracking_uri),
     )
 
 
@@ -439,8 +500,17 @@ def execute(
     resume: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
+    publish: bool = False,
+    output_root: Path | None = None,
+    tracker: tracking.Tracker | None = None,
 ) -> int:
-    """Run the pending jobs, then write the reports; returns the exit code."""
+    """Run the pending jobs, then write the reports; returns the exit code.
+
+    Everything goes under the run directory and its output root's index; the tracked
+    records (:data:`EXPERIMENTS_DIR`, :data:`BASELINE_RUNS_DIR`, :data:`CROSS_MODE_REPORT`)
+    change only with ``publish``.
+    """
+    tracker = tracker or tracking.NullTracker()
     out = Path(spec.output_dir)
     jobs = runner.plan_jobs(windows, sessions, spec.modes)
     if not resume:
@@ -467,6 +537,7 @@ def execute(
         f"already done, {len(pending)} to run on {workers} worker(s) ({executor})"
     )
     progress, task = _progress(len(jobs), len(jobs) - len(pending))
+    tracker.start(json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8")))
 
     def on_done(job: runner.Job, result: dict[str, Any]) -> None:
         sharpe = ", ".join(
@@ -475,6 +546,7 @@ def execute(
         )
         progress.console.print(f"  {job.name}: {sharpe} ({result['job_time_s']:.0f} s)")
         progress.update(task, advance=1, description=job.name)
+        tracker.log_job(job.name, result)
 
     with progress:
         try:
@@ -487,6 +559,7 @@ def execute(
                 ray_address=ray_address,
             )
         except BaseException as exc:
+            tracker.finish({}, status="FAILED")
             # Finished jobs keep their result.json; say how to continue, then fail loudly.
             print(
                 f"run stopped ({type(exc).__name__}: {exc}); finished jobs are kept, continue "
@@ -497,17 +570,32 @@ def execute(
     results = runner.collect_results(spec, jobs)
     run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
     metrics = reports.write_run_report(out, run_info, results)
-    index = reports.update_experiments_index(EXPERIMENTS_DIR / "README.md", out, metrics)
+    tracker.finish(metrics)
+    index = reports.update_experiments_index(
+        index_root(out, output_root) / INDEX_FILE, out, metrics
+    )
     print(f"\nexperiments index: {index}")
-    if spec.modes == ("manual",):
-        archived = reports.archive_baseline_run(BASELINE_RUNS_DIR, out, metrics)
-        print(f"baseline run archived: {archived}")
-    if set(ENCODER_MODES) <= set(spec.modes):
-        cross = reports.write_cross_mode_report(CROSS_MODE_REPORT, metrics, out)
+    all_modes = set(ENCODER_MODES) <= set(spec.modes)
+    if all_modes:
+        cross = reports.write_cross_mode_report(out / CROSS_MODE_FILE, metrics, out)
         print(f"cross-mode report: {cross}")
-    for c in metrics["comparisons"]:
-        print(f"  {c['verdict']}")
+    if publish:
+        published = reports.update_experiments_index(EXPERIMENTS_DIR / "README.md", out, metrics)
+        print(f"published to the tracked index: {published}")
+        if spec.modes == ("manual",):
+            archived = reports.archive_baseline_run(BASELINE_RUNS_DIR, out, metrics)
+            print(f"published baseline run archive: {archived}")
+        if all_modes:
+            cross = reports.write_cross_mode_report(CROSS_MODE_REPORT, metrics, out)
+            print(f"published cross-mode report: {cross}")
+    for t in metrics["tests"]:
+        if t["strategy"] in spec.modes and t["metric"] == "sharpe":
+            print(f"  {t['verdict']}")
     print(f"report: {out / 'report.md'}")
+    if (out / "tensorboard").is_dir():
+        print(f"tensorboard: tensorboard --logdir {out / 'tensorboard'}")
+    if tracker.describe():
+        print(tracker.describe())
     return 0
 
 
