@@ -105,6 +105,12 @@ class LiveConfig:
     """Traded symbol (must be one of the bundle's symbols)."""
     state_db: str = "live_state.sqlite"
     """SQLite file with positions, cash, orders, fills and the trader's state."""
+    broker: str = "paper"
+    """Registered broker (``backend.execution.broker.register_broker``): ``paper`` is the
+    simulated one; a real-broker adapter registers its own name."""
+    require_state: bool = False
+    """Refuse to start without an existing ``state_db`` (like ``--require-state``); forced
+    on by brokers registered with ``requires_state`` (every real-money adapter)."""
     initial_cash: float = 100_000.0
     """Paper account's starting cash (used only when the state store is new)."""
     flatten_at_close: bool = True
@@ -132,6 +138,8 @@ class LiveConfig:
 
     def __post_init__(self) -> None:
         _positive("initial_cash", self.initial_cash)
+        if not isinstance(self.broker, str) or not self.broker.strip():
+            raise ValueError(f"broker: expected a registered broker name, got {self.broker!r}")
         if self.history_bars is not None and self.history_bars < 2:
             raise ValueError(f"history_bars: must be >= 2, got {self.history_bars}")
         object.__setattr__(self, "symbol", self.symbol.upper())

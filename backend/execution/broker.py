@@ -15,10 +15,14 @@ Paper fills follow the env exactly (``backend/environments/intraday_env.py``):
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from backend.execution.state_store import CASH_KEY, StateStore
+
+logger = logging.getLogger(__name__)
 
 OrderKind = Literal["market", "moc"]
 OrderStatus = Literal["pending", "filled", "cancelled"]
@@ -100,6 +104,67 @@ class Broker(Protocol):
         ...
 
 
+BrokerFactory = Callable[..., Broker]
+"""``factory(store, *, cost_bps, slippage_bps, initial_cash) -> Broker``."""
+
+
+@dataclass(frozen=True)
+class BrokerSpec:
+    """A registered broker: how to build it and how careful its start-up must be."""
+
+    name: str
+    factory: BrokerFactory
+    requires_state: bool
+    """Refuse to start without an existing state file (``--require-state`` forced on):
+    true for anything holding real money, where a fresh account would hide a mistake."""
+
+
+BROKERS: dict[str, BrokerSpec] = {}
+"""Name -> spec; the only source of broker names (``LiveConfig.broker``)."""
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def register_broker(name: str, *, requires_state: bool = True) -> Callable[[_F], _F]:
+    """Register a broker class/factory under ``name`` (``LiveConfig.broker``).
+
+    ``requires_state`` defaults to True: only simulated brokers may start a new account.
+    """
+
+    def deco(factory: _F) -> _F:
+        if name in BROKERS:
+            raise ValueError(f"broker {name!r} is already registered")
+        BROKERS[name] = BrokerSpec(name, factory, requires_state)
+        return factory
+
+    return deco
+
+
+def broker_spec(name: str) -> BrokerSpec:
+    """The registered broker ``name``.
+
+    Raises:
+        ValueError: For an unknown name (the message lists the registered ones).
+    """
+    try:
+        return BROKERS[name]
+    except KeyError:
+        raise ValueError(
+            f"broker: unknown {name!r}; registered brokers: {sorted(BROKERS)}"
+        ) from None
+
+
+def build_broker(
+    name: str, store: StateStore, *, cost_bps: float, slippage_bps: float, initial_cash: float
+) -> Broker:
+    """Build the registered broker ``name`` on ``store``."""
+    return broker_spec(name).factory(
+        store, cost_bps=cost_bps, slippage_bps=slippage_bps, initial_cash=initial_cash
+    )
+
+
+@register_broker("paper", requires_state=False)
 class PaperBroker:
     """Simulated broker whose book lives in the :class:`StateStore` (survives restarts).
 
@@ -121,9 +186,17 @@ class PaperBroker:
         self.store = store
         self.cost_rate = (float(cost_bps) + float(slippage_bps)) * 1e-4
         with store.transaction() as conn:
-            conn.execute(
+            cur = conn.execute(
                 "INSERT OR IGNORE INTO account(symbol, qty) VALUES(?, ?)",
                 (CASH_KEY, float(initial_cash)),
+            )
+        if cur.rowcount == 1 and store.path != ":memory:":
+            # A new account is never silent: a deleted state file must be noticed.
+            logger.warning(
+                "new paper account: state file %s created with initial cash %.2f "
+                "(use --require-state to refuse starting without an existing state file)",
+                store.path,
+                float(initial_cash),
             )
 
     # -- book -------------------------------------------------------------------------
@@ -267,7 +340,10 @@ class RealBrokerAdapter:
       cut-off (15:50 NY for NYSE, 12:50 on half days).
 
     Every method raises :class:`NotImplementedError`: live trading with real money needs a
-    reviewed implementation and paper validation first.
+    reviewed implementation and paper validation first. A finished adapter is registered
+    with ``@register_broker("<name>")`` (``requires_state`` stays True, so a deleted state
+    file can never start a fresh account against real money) and selected with
+    ``broker: <name>`` in the live config.
     """
 
     _MESSAGE = (

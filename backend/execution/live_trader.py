@@ -1,6 +1,7 @@
 """The live (paper-first) trader process: one decision per closed 15-minute bar.
 
-``python -m backend.execution.live_trader --bundle DIR --config FILE`` loads a model bundle,
+``python -m backend.api.live_service --bundle DIR --config FILE`` (or the historical
+``python -m backend.execution.live_trader ...``) loads a model bundle,
 builds the training observations from a bar feed (:mod:`observation_builder`), and trades
 through a :class:`~backend.execution.broker.Broker` (the paper broker by default).
 
@@ -22,13 +23,10 @@ keyed by that id, so each is booked exactly once.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import math
-import os
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from backend.config.env_config import EnvConfig
-from backend.config.live_config import LiveConfig, load_live_config
+from backend.config.live_config import LiveConfig
 from backend.config.training_config import FeatureConfig
 from backend.data_download.downloader import Clock, DownloadError, utc_now
 from backend.data_download.market_calendar import expected_bar_starts, session_schedule
@@ -48,7 +46,7 @@ from backend.execution.broker import (
     Fill,
     Order,
     OrderKind,
-    PaperBroker,
+    build_broker,
     client_order_id,
 )
 from backend.execution.feeds import BAR, Bar, LivePollingFeed
@@ -133,7 +131,8 @@ class LiveTrader:
         env_config: The bundle's env config (layout, costs, deadband, long_only).
         policy: Observation -> action.
         store: State file.
-        broker: Defaults to a :class:`PaperBroker` on ``store`` with the env's costs.
+        broker: Defaults to the configured broker (``config.broker``, the paper one by
+            default) on ``store`` with the env's costs.
         supervisor: Defaults to a :class:`SupervisorClient` from the config.
         fault_hook: Tests only.
     """
@@ -156,7 +155,8 @@ class LiveTrader:
         self.env_config = env_config
         self.policy = policy
         self.store = store
-        self.broker: Broker = broker or PaperBroker(
+        self.broker: Broker = broker or build_broker(
+            config.broker,
             store,
             cost_bps=env_config.cost_bps,
             slippage_bps=env_config.slippage_bps,
@@ -541,86 +541,16 @@ class LiveTrader:
             stop.wait(poll_interval_s)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """CLI of the trader process."""
-    parser = argparse.ArgumentParser(
-        prog="python -m backend.execution.live_trader", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--bundle", required=True, help="model bundle directory")
-    parser.add_argument("--config", required=True, help="live config YAML")
-    parser.add_argument("--log-level", default="INFO")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the trader process: load bundle and config, start the API, run the feed."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    from backend.execution.feeds import ReplayFeed
-    from backend.models.model_manager import load_bundle
+    """Thin shim for ``python -m backend.execution.live_trader`` (see ``api.live_service``).
 
-    config = load_live_config(args.config)
-    bundle = load_bundle(args.bundle)
-    store = StateStore(config.state_db)
-    trader = LiveTrader.from_bundle(bundle, config, store)
-    server = None
-    if config.api_port:
-        server = _start_api(config, store)
-    feed_cfg = config.feed
-    use_vix = bundle.feature_config.use_vix
-    try:
-        if feed_cfg.kind == "live":
-            from backend.data_download.downloader import YFinanceSource
+    The process start-up lives in the API layer; it is imported by name here so that
+    this domain module does not depend on the layer that starts it.
+    """
+    import importlib
 
-            feed = LivePollingFeed(YFinanceSource(), config.symbol, include_vix=use_vix)
-            trader.run_live(feed, poll_interval_s=feed_cfg.poll_interval_s, stop=threading.Event())
-        else:
-            if feed_cfg.kind == "replay":
-                replay = ReplayFeed.from_store(
-                    config.symbol,
-                    feed_cfg.data_dir,
-                    feed_cfg.start,
-                    feed_cfg.end,
-                    include_vix=use_vix,
-                    speed=feed_cfg.speed,
-                )
-            else:
-                replay = ReplayFeed.from_synthetic(
-                    config.symbol,
-                    start=feed_cfg.start or "2024-10-01",
-                    n_sessions=feed_cfg.n_sessions,
-                    seed=feed_cfg.seed,
-                    include_vix=use_vix,
-                    speed=feed_cfg.speed,
-                )
-            decisions = trader.run_replay(replay)
-            status = store.get(STATUS_KEY) or {}
-            logger.info("replay done: %d decisions, status %s", len(decisions), status)
-    except KeyboardInterrupt:
-        logger.info("stopped")
-    finally:
-        trader.supervisor.close()
-        if server is not None:
-            server.should_exit = True
-            time.sleep(0.2)
-    return 0
-
-
-def _start_api(config: LiveConfig, store: StateStore) -> Any:
-    """Serve :mod:`backend.api.live_routes` in a daemon thread."""
-    import uvicorn
-
-    from backend.api.live_routes import create_app
-
-    token = os.environ.get(config.api_token_env)
-    app = create_app(store, token=token)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning")
-    )
-    threading.Thread(target=server.run, daemon=True, name="live-api").start()
-    return server
+    app = importlib.import_module("backend.api.live_service")
+    return int(app.main(argv))
 
 
 if __name__ == "__main__":
