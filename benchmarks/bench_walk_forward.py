@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
 
     from backend.data_download.synthetic_market import ensure_synthetic_dataset
-    from backend.scripts.run_walk_forward import SYNTHETIC_DIR
+    from backend.training.train import SYNTHETIC_DIR
 
     ensure_synthetic_dataset(REPO / SYNTHETIC_DIR)  # generated before anything is timed
 
