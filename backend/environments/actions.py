@@ -22,10 +22,11 @@ def action_to_target(action: object, config: EnvConfig) -> float:
     Raises:
         ValueError: If the action is not a single finite number.
     """
+    arr = np.asarray(action)
     try:
-        a = float(np.asarray(action).item())
+        a = float(arr.item())
     except ValueError:
-        raise ValueError(f"action: expected a single value, got shape {np.shape(action)}") from None
+        raise ValueError(f"action: expected a single value, got shape {arr.shape}") from None
     if not math.isfinite(a):
         raise ValueError(f"action: must be finite, got {a}")
     a = -1.0 if a < -1.0 else (1.0 if a > 1.0 else a)
