@@ -243,7 +243,8 @@ _SHORT_TRAINING: dict[str, Any] = {
     "train_freq": 2,
     "eval_every_steps": 500,
     "early_stop_window": 3,
-    "tensorboard_log": None,
+    # TensorBoard stays on (the TrainingSettings default): the runner writes it under
+    # <output>/tensorboard; its cost is measured by benchmarks/bench_tensorboard.py.
 }
 
 
