@@ -114,6 +114,10 @@ class LiveConfig:
     constant-weight book, sized at the fill: the paper trader then matches the backtest
     bar for bar; see ``backend/execution/broker.py:Accounting`` and
     ``python -m backend.execution.parity``)."""
+    decide_at_last_close: bool = False
+    """Also decide at a session's last close (after the MOC flatten), so the next session's
+    first bar is traded, as the env does (``python -m backend.execution.parity`` sets it).
+    False keeps the trader flat until its first decision of the day, at the first close."""
     require_state: bool = False
     """Refuse to start without an existing ``state_db`` (like ``--require-state``); forced
     on by brokers registered with ``requires_state`` (every real-money adapter)."""

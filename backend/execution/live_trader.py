@@ -376,9 +376,13 @@ class LiveTrader:
             cash, qty, equity, position = self._account(bar.close)
         # ... then, like the env, the decision at this close (flat after an MOC flatten):
         # its order fills at the next bar's open, the next session's first bar included.
-        target = self._target(mode, position, bars_in, bar_in, qty)
         next_target = None
-        if target is not None:
+        if flatten_close and not self.config.decide_at_last_close:
+            target: float | None = 0.0  # flat overnight; the first order waits for the open bar
+            next_target = 0.0
+        else:
+            target = self._target(mode, position, bars_in, bar_in, qty)
+        if target is not None and next_target is None:
             target = apply_deadband(target, position, self.env_config.deadband)
             next_target = target
             placed = self._maybe_order(

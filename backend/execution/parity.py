@@ -135,6 +135,7 @@ def compare(
         state_db=":memory:",
         accounting=accounting,  # type: ignore[arg-type]
         flatten_at_close=env_cfg.flatten_at_close,
+        decide_at_last_close=True,
         history_bars=0,
         api_port=0,
         guards=GuardConfig(
