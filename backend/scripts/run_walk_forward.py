@@ -50,12 +50,19 @@ DEFAULT_DATA_DIR = Path("data")
 SYNTHETIC_DIR = DEFAULT_DATA_DIR / "synthetic"
 REWARD_HORIZON_BARS = 1
 ENCODER_MODES = ("manual", "cnn", "lstm", "transformer")
+OUTPUT_ROOT = Path("runs/walk_forward")
+"""Default output root (git-ignored): runs go to ``<root>/<encoder or 'all'>/<stamp>/`` and
+the root's ``README.md`` indexes them; a run writes nothing outside it unless ``--publish``."""
+INDEX_FILE = "README.md"
+"""The experiments index in an output root."""
+CROSS_MODE_FILE = "cross_mode_report.md"
+"""The cross-mode comparison inside a run directory (all four modes ran)."""
 EXPERIMENTS_DIR = Path("backend/evaluation/experiments")
-"""Default output root: ``<EXPERIMENTS_DIR>/<encoder or 'all'>/<YYYY-MM-DD_HHMMSS>/``."""
+"""Tracked experiments index, updated only by ``--publish``."""
 BASELINE_RUNS_DIR = Path("backend/evaluation/baseline_runs")
-"""Where manual-only runs are archived."""
+"""Tracked archive of manual-only runs, written only by ``--publish``."""
 CROSS_MODE_REPORT = Path("Docs/Transformer_Experiment_Report.md")
-"""Written when all four modes ran."""
+"""Tracked cross-mode report, written only by ``--publish`` when all four modes ran."""
 CONFIG_SECTIONS = ("walk_forward", "features", "training", "env")
 
 
@@ -114,7 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         default=None,
-        help=f"run directory (default: {EXPERIMENTS_DIR}/<encoder or all>/<YYYY-MM-DD_HHMMSS>)",
+        help="run directory (default: <output root>/<encoder or all>/<YYYY-MM-DD_HHMMSS>)",
+    )
+    parser.add_argument(
+        "--output-root",
+        type=Path,
+        default=None,
+        help=f"output root holding the runs and their index README.md (default: {OUTPUT_ROOT}, "
+        "git-ignored; with --output, the run directory's parent)",
+    )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help=f"also update the tracked records: {EXPERIMENTS_DIR}/README.md, the manual-run "
+        f"archive {BASELINE_RUNS_DIR}/ and {CROSS_MODE_REPORT} (all four modes); without it a "
+        "run writes only under its output root",
     )
     parser.add_argument(
         "--resume",
@@ -306,10 +327,24 @@ def parse_modes(text: str) -> tuple[str, ...]:
     return tuple(m for m in ENCODER_MODES if m in names)
 
 
-def default_output(choice: str, now: dt.datetime | None = None) -> Path:
-    """``backend/evaluation/experiments/<encoder or all>/<YYYY-MM-DD_HHMMSS>``."""
+def default_output(choice: str, now: dt.datetime | None = None, root: Path | None = None) -> Path:
+    """``<output root>/<encoder or all>/<YYYY-MM-DD_HHMMSS>`` (root: :data:`OUTPUT_ROOT`)."""
     stamp = (now or dt.datetime.now()).strftime("%Y-%m-%d_%H%M%S")
-    return EXPERIMENTS_DIR / choice / stamp
+    return (OUTPUT_ROOT if root is None else root) / choice / stamp
+
+
+def index_root(run_dir: Path, output_root: Path | None) -> Path:
+    """Where the run's experiments index lives: the output root, or the run's parent.
+
+    A run outside the given (or default) root indexes into its own parent folder, so a
+    run never writes beside itself anywhere else.
+    """
+    root = OUTPUT_ROOT if output_root is None else output_root
+    try:
+        run_dir.resolve().relative_to(root.resolve())
+    except ValueError:
+        return run_dir.parent
+    return root
 
 
 def load_datasets(
@@ -342,7 +377,9 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[runner.RunSpec, Path, boo
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: must be >= 0")
     label = "all" if set(modes) == set(ENCODER_MODES) else "-".join(modes)
-    output = args.output if args.output is not None else default_output(label)
+    output = (
+        args.output if args.output is not None else default_output(label, root=args.output_root)
+    )
     spec = runner.RunSpec(
         output_dir=str(output),
         data_dir=str(data_dir),
@@ -448,6 +485,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         resume=args.resume is not None,
         executor=args.executor,
         ray_address=args.ray_address,
+        publish=args.publish,
+        output_root=args.output_root,
         tracker=tracking.make_tracker(args.tracking, spec.output_dir, args.tracking_uri),
     )
 
@@ -461,9 +500,16 @@ def execute(
     resume: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
+    publish: bool = False,
+    output_root: Path | None = None,
     tracker: tracking.Tracker | None = None,
 ) -> int:
-    """Run the pending jobs, then write the reports; returns the exit code."""
+    """Run the pending jobs, then write the reports; returns the exit code.
+
+    Everything goes under the run directory and its output root's index; the tracked
+    records (:data:`EXPERIMENTS_DIR`, :data:`BASELINE_RUNS_DIR`, :data:`CROSS_MODE_REPORT`)
+    change only with ``publish``.
+    """
     tracker = tracker or tracking.NullTracker()
     out = Path(spec.output_dir)
     jobs = runner.plan_jobs(windows, sessions, spec.modes)
@@ -525,16 +571,26 @@ def execute(
     run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
     metrics = reports.write_run_report(out, run_info, results)
     tracker.finish(metrics)
-    index = reports.update_experiments_index(EXPERIMENTS_DIR / "README.md", out, metrics)
+    index = reports.update_experiments_index(
+        index_root(out, output_root) / INDEX_FILE, out, metrics
+    )
     print(f"\nexperiments index: {index}")
-    if spec.modes == ("manual",):
-        archived = reports.archive_baseline_run(BASELINE_RUNS_DIR, out, metrics)
-        print(f"baseline run archived: {archived}")
-    if set(ENCODER_MODES) <= set(spec.modes):
-        cross = reports.write_cross_mode_report(CROSS_MODE_REPORT, metrics, out)
+    all_modes = set(ENCODER_MODES) <= set(spec.modes)
+    if all_modes:
+        cross = reports.write_cross_mode_report(out / CROSS_MODE_FILE, metrics, out)
         print(f"cross-mode report: {cross}")
-    for c in metrics["comparisons"]:
-        print(f"  {c['verdict']}")
+    if publish:
+        published = reports.update_experiments_index(EXPERIMENTS_DIR / "README.md", out, metrics)
+        print(f"published to the tracked index: {published}")
+        if spec.modes == ("manual",):
+            archived = reports.archive_baseline_run(BASELINE_RUNS_DIR, out, metrics)
+            print(f"published baseline run archive: {archived}")
+        if all_modes:
+            cross = reports.write_cross_mode_report(CROSS_MODE_REPORT, metrics, out)
+            print(f"published cross-mode report: {cross}")
+    for t in metrics["tests"]:
+        if t["strategy"] in spec.modes and t["metric"] == "sharpe":
+            print(f"  {t['verdict']}")
     print(f"report: {out / 'report.md'}")
     if (out / "tensorboard").is_dir():
         print(f"tensorboard: tensorboard --logdir {out / 'tensorboard'}")

@@ -21,7 +21,8 @@ Layout of a run directory::
 
     <output>/run.json                           spec (config, seed), data range + hash,
                                                 windows, provenance; written at start
-    <output>/windows/w00/<mode>/result.json     metrics, timings, series of one job
+    <output>/windows/w00/<mode>/result.json     metrics, timings, per-bar series and
+                                                per-session returns (model, baselines)
     <output>/windows/w00/<mode>/model_<SYM>/    model bundle (save_bundle)
 
 Seeds: every job trains with :func:`derive_seed` ``(run seed, window, mode)``, so the serial
@@ -54,6 +55,7 @@ from backend.environments.intraday_env import IntradayTradingEnv
 from backend.evaluation.baselines import run_baselines_for_env
 from backend.evaluation.metrics import PerformanceMetrics, compute_metrics
 from backend.evaluation.rollout import PolicyState, rollout_policy
+from backend.evaluation.session_stats import per_session_returns
 from backend.models.model_manager import save_bundle
 from backend.training import executors
 from backend.training.train import train_on_range
@@ -78,7 +80,7 @@ __all__ = [
 
 RUN_FILE = "run.json"
 RESULT_FILE = "result.json"
-RESULT_SCHEMA = 1
+RESULT_SCHEMA = 2
 """Bumped when ``result.json`` changes shape; other versions are not trusted on resume."""
 
 METRIC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PerformanceMetrics))
@@ -261,6 +263,7 @@ def load_complete_result(path: str | Path, job: Job, spec: RunSpec) -> dict[str,
             entry = data["symbols"][symbol]
             ok = ok and all(k in entry["metrics"] for k in METRIC_FIELDS)
             ok = ok and len(entry["series"]["net_returns"]) == entry["metrics"]["n_bars"]
+            ok = ok and len(entry["sessions"]["net_returns"]) == len(entry["sessions"]["dates"])
             ok = ok and (p.parent / entry["bundle"] / "metadata.json").is_file()
     except (KeyError, TypeError):
         return None
@@ -357,6 +360,41 @@ def _peak_rss_mib() -> float:
     return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
 
 
+def session_dates(timestamps: np.ndarray) -> np.ndarray:
+    """New York trading date (``YYYY-MM-DD``) of each bar start (int64 ns UTC)."""
+    ny = pd.DatetimeIndex(pd.to_datetime(np.asarray(timestamps, dtype=np.int64), utc=True))
+    return np.asarray(ny.tz_convert("America/New_York").strftime("%Y-%m-%d"))
+
+
+def session_block(
+    timestamps: np.ndarray, net_returns: np.ndarray, baselines: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
+    """Per-session net returns of the model and of each baseline on the same bars.
+
+    The unit of inference of the report (:mod:`backend.evaluation.session_stats`): each
+    session's bars compounded. The baselines are simulated on exactly the test bars the
+    model traded, so both cover the same sessions; a mismatch is a bug and raises.
+    """
+    dates = session_dates(timestamps)
+    days, model = per_session_returns(net_returns, dates)
+    bars = np.unique(dates, return_counts=True)
+    out: dict[str, Any] = {
+        "dates": days.tolist(),
+        "bars": [int(bars[1][bars[0] == d][0]) for d in days],
+        "net_returns": model.tolist(),
+        "baselines": {},
+    }
+    for name, series in baselines.items():
+        if len(series) != len(net_returns):
+            raise RuntimeError(
+                f"baseline {name!r}: {len(series)} test bars but the model traded "
+                f"{len(net_returns)}"
+            )
+        _, values = per_session_returns(series, dates)
+        out["baselines"][name] = values.tolist()
+    return out
+
+
 def _train_and_test_symbol(
     spec: RunSpec, job: Job, symbol: str, settings: TrainingSettings, out_dir: Path
 ) -> dict[str, Any]:
@@ -438,6 +476,11 @@ def _train_and_test_symbol(
         "test_bar_range": list(test_range),
         "bundle": bundle_name,
         "baselines": {name: b.metrics for name, b in baselines.items()},
+        "sessions": session_block(
+            rollout.timestamps,
+            rollout.net_returns,
+            {name: b.simulation.net_returns for name, b in baselines.items()},
+        ),
         "series": {
             "timestamps": rollout.timestamps.tolist(),
             "net_returns": rollout.net_returns.tolist(),
