@@ -193,3 +193,13 @@ def test_live_api_bounds_every_field(tmp_path: Path) -> None:
     r = client.post("/live/halt", content=raw, headers={**auth, "content-type": "application/json"})
     assert r.status_code == 200
     assert store.get("manual_halt") == {"active": True, "reason": "storm \ufffd coming"}
+
+
+def test_live_halt_with_a_blank_reason_still_halts(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite")
+    client = TestClient(create_app(store, token="tok"), client=("127.0.0.1", 5000))
+    r = client.post(
+        "/live/halt", json={"reason": " \u200b "}, headers={"Authorization": "Bearer tok"}
+    )
+    assert r.status_code == 200
+    assert store.get("manual_halt") == {"active": True, "reason": "manual halt"}

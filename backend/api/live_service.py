@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         cost_bps=bundle.env_config.cost_bps,
         slippage_bps=bundle.env_config.slippage_bps,
         initial_cash=config.initial_cash,
+        accounting=config.accounting,
     )
     trader = LiveTrader.from_bundle(bundle, config, store, broker=broker)
     server = None

@@ -68,7 +68,6 @@ memory: replay buffers keep it). No pandas is imported here.
 
 from __future__ import annotations
 
-import math
 from typing import Any, cast
 
 import gymnasium as gym
@@ -76,6 +75,7 @@ import numpy as np
 from gymnasium import spaces
 
 from backend.data_download.market_arrays import MarketArrays
+from backend.environments.actions import action_to_target, apply_deadband
 from backend.environments.env_config import EnvConfig
 from backend.environments.rewards import (
     DifferentialSharpeRatio,
@@ -319,13 +319,10 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         """
         if self._done:
             raise RuntimeError("step() called on a finished episode; call reset() first")
-        target = self._action_to_target(action)
         t1 = self._t + 1
         p_old = self._position
+        target = apply_deadband(self._action_to_target(action), p_old, self._deadband)
         delta = abs(target - p_old)
-        if delta < self._deadband:
-            target = p_old
-            delta = 0.0
         gap = self._gap[t1]
         intraday = self._intraday[t1]
         e0 = self._equity
@@ -398,19 +395,8 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return {"features": self._features[t].copy(), "account": account}
 
     def _action_to_target(self, action: np.ndarray) -> float:
-        """Map an action in ``[-1, 1]`` to a target position (see ``EnvConfig.long_only``)."""
-        try:
-            a = float(np.asarray(action).item())
-        except ValueError:
-            raise ValueError(
-                f"action: expected a single value, got shape {np.shape(action)}"
-            ) from None
-        if not math.isfinite(a):
-            raise ValueError(f"action: must be finite, got {a}")
-        a = -1.0 if a < -1.0 else (1.0 if a > 1.0 else a)
-        if self.config.long_only:
-            a = 0.5 * (a + 1.0)
-        return a * self.config.max_position
+        """Map an action to a target position (shared with the live trader)."""
+        return action_to_target(action, self.config)
 
     def _checked_start_bar(self, value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
