@@ -126,7 +126,7 @@ def test_future_bars_do_not_change_the_fit_segment(store, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"env": {"sequence_lenght": 16}}, "unknown keys.*sequence_lenght"),
+        ({"env": {"sequence_lenght": 16}}, "sequence_lenght: unknown key"),
         ({"segment": "after_fit"}, "segment='after_fit' needs fit_end"),
         ({"segment": "test"}, "segment: expected 'fit' or 'after_fit'"),
         ({"fit_end": "2020-01-01"}, "fit_end: 2020-01-01 is before the first usable session"),
