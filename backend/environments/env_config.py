@@ -22,7 +22,7 @@ class EnvConfig(ConfigModel):
     Costs are in basis points of traded notional; positions are fractions of equity.
     """
 
-    use_sequence_encoder: StrictBool = False
+    use_sequence_encoder: Annotated[StrictBool, Field(json_schema_extra={"readOnly": True})] = False
     """Observe a ``(T, F)`` window plus mask instead of the current bar's ``(F,)`` features,
     for recurrent/attention encoders (``Docs/CONTRACTS.md`` "Observation")."""
 
