@@ -59,6 +59,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from backend.evaluation.statistics import stationary_bootstrap_indices
+
 __all__ = [
     "DEFAULT_RESAMPLES",
     "METRICS",
@@ -218,32 +220,6 @@ def replicate_spread(
 # ---------------------------------------------------------------------------------------
 # Bootstrap
 # ---------------------------------------------------------------------------------------
-
-
-def stationary_bootstrap_indices(
-    n: int, n_resamples: int, mean_block_length: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Politis-Romano stationary bootstrap index matrix, ``(n_resamples, n)``.
-
-    Each resample is built from blocks that start at a uniform random position and have
-    geometric lengths with mean ``mean_block_length`` (a new block starts at each position
-    with probability ``1 / mean_block_length``); indices wrap around the end.
-
-    Raises:
-        ValueError: If ``n < 1`` or ``mean_block_length < 1``.
-    """
-    if n < 1:
-        raise ValueError(f"n: must be >= 1, got {n}")
-    if not mean_block_length >= 1.0:
-        raise ValueError(f"mean_block_length: must be >= 1, got {mean_block_length}")
-    p = 1.0 / mean_block_length
-    new_block = rng.random((n_resamples, n)) < p
-    new_block[:, 0] = True
-    t = np.arange(n)
-    block_start = np.maximum.accumulate(np.where(new_block, t, 0), axis=1)
-    starts = rng.integers(0, n, size=(n_resamples, n))
-    first = np.take_along_axis(starts, block_start, axis=1)
-    return (first + (t - block_start)) % n
 
 
 def _politis_white_stationary(x: np.ndarray) -> float:
