@@ -103,12 +103,14 @@ def measure_latency(model: MultiTaskModel, part: PartData, repeats: int) -> dict
     device = next(model.parameters()).device
     window = th.from_numpy(part.window[:1]).to(device)
     mask = th.from_numpy(part.mask[:1]).to(device)
+    ids = model.instrument_ids(part.symbol[:1])
+    instrument = th.from_numpy(ids).to(device) if ids is not None else None
     times = []
     model.eval()
     with th.no_grad():
         for i in range(repeats + 5):
             start = time.perf_counter()
-            model(window, mask)
+            model(window, mask, instrument)
             if device.type == "cuda":
                 th.cuda.synchronize()
             if i >= 5:  # warm-up passes excluded
@@ -167,11 +169,14 @@ def run_window(
     for offset, mode in enumerate(config.models):
         model_seed = seed + 1000 * window.index + offset
         th.manual_seed(model_seed)  # weight init
+        fields = config.encoder_fields(mode)
+        if config.instrument_embedding and len(symbol_windows) > 1:
+            fields = {**fields, "instruments": [s.symbol for s in symbol_windows]}
         model = MultiTaskModel(
             mode,
             config.sequence_length,
             n_features,
-            config.encoder_fields(mode),
+            fields,
             tasks,
             config.training.head_dropout,
             clip=config.feature_clip,
