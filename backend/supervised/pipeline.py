@@ -98,24 +98,46 @@ def _dates(sessions: pd.DatetimeIndex, window: WalkForwardWindow) -> dict[str, t
     }
 
 
-def measure_latency(model: MultiTaskModel, part: PartData, repeats: int) -> dict[str, float]:
-    """p50 / p99 wall time of one single-observation forward pass, in milliseconds."""
+def single_prediction_latency(
+    model: MultiTaskModel,
+    window: np.ndarray,
+    mask: np.ndarray,
+    instrument: np.ndarray | None,
+    repeats: int,
+    warmup: int = 5,
+) -> dict[str, float]:
+    """p50 / p99 wall time of one forward pass of a batch of one, in milliseconds.
+
+    Args:
+        model: The model (timed in eval mode, without gradients, on its own device).
+        window: ``(1, T, F)`` observation.
+        mask: ``(1, T)`` padding mask.
+        instrument: ``(1,)`` instrument id of a pooled model, else None.
+        repeats: Timed passes.
+        warmup: Untimed passes first (allocator, kernels).
+    """
     device = next(model.parameters()).device
-    window = th.from_numpy(part.window[:1]).to(device)
-    mask = th.from_numpy(part.mask[:1]).to(device)
-    ids = model.instrument_ids(part.symbol[:1])
-    instrument = th.from_numpy(ids).to(device) if ids is not None else None
+    w = th.from_numpy(window).to(device)
+    m = th.from_numpy(mask).to(device)
+    ids = th.from_numpy(instrument).to(device) if instrument is not None else None
     times = []
     model.eval()
     with th.no_grad():
-        for i in range(repeats + 5):
+        for i in range(repeats + warmup):
             start = time.perf_counter()
-            model(window, mask, instrument)
+            model(w, m, ids)
             if device.type == "cuda":
                 th.cuda.synchronize()
-            if i >= 5:  # warm-up passes excluded
+            if i >= warmup:
                 times.append((time.perf_counter() - start) * 1e3)
     return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99))}
+
+
+def measure_latency(model: MultiTaskModel, part: PartData, repeats: int) -> dict[str, float]:
+    """p50 / p99 single-prediction latency on the first bar of ``part``, in milliseconds."""
+    return single_prediction_latency(
+        model, part.window[:1], part.mask[:1], model.instrument_ids(part.symbol[:1]), repeats
+    )
 
 
 def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
