@@ -54,6 +54,7 @@ import pandas as pd
 from backend.data_download.csv_store import session_csv_path, symbol_dir, write_csv_atomic
 from backend.data_download.loader import parse_csvs
 from backend.data_download.resample import RULE, resample_bars
+from backend.data_download.row_checks import ZERO_VOLUME_SYMBOLS
 from backend.data_download.schema import (
     DEFAULT_INTERVAL,
     INTERVALS,
@@ -61,7 +62,7 @@ from backend.data_download.schema import (
     OHLCV_COLUMNS,
     Severity,
 )
-from backend.data_download.validation import ZERO_VOLUME_SYMBOLS, validate_bars
+from backend.data_download.validation import validate_bars
 
 _SYMBOL_RE = re.compile(r"^\^?[A-Za-z][A-Za-z0-9.\-]{0,14}$")
 _TICKER_STEM_RE = re.compile(r"^\^?[A-Z][A-Z0-9.]{0,9}$")
