@@ -115,3 +115,28 @@ def test_bench_walk_forward_quick(tmp_path: Path) -> None:
     assert result["config"]["quick"] is True
     assert {"torch", "python", "cpu_count"} <= set(result["machine"])
     assert "commit" in result["git"]
+
+
+@pytest.mark.timeout(120)
+def test_bench_bar_database_synthetic(tmp_path: Path) -> None:
+    out = tmp_path / "bench_bar_database.json"
+    result = _load("bench_bar_database").main(
+        ["--synthetic-years", "1", "--repeats", "1", "--range-days", "10", "--out", str(out)]
+    )
+    assert json.loads(out.read_text()) == result
+    assert result["benchmark"] == "bench_bar_database"
+    assert result["data"]["kind"] == "synthetic" and result["data"]["bars"] > 6000
+    cases = {
+        "db_ingest",
+        "csv_full_load",
+        "csv_full_load_cached",
+        "db_full_load",
+        "csv_range",
+        "csv_range_cached",
+        "db_range",
+    }
+    assert set(result["seconds"]) == cases
+    assert all(_positive(v) for v in result["seconds"].values())
+    assert all(_positive(v) for v in result["csv_over_db"].values())
+    assert result["db_equals_csv_path"] is True
+    assert "load_average_1m" in result["machine"]
