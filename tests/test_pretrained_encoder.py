@@ -1,4 +1,4 @@
-"""Pretrained supervised trunks in the RL agent (issue 13): --pretrain, frozen, fine-tuned, refusals.
+"""Pretrained supervised trunks in the RL agent (issue 13): pretrain, frozen, fine-tune, refusals.
 
 One ``--pretrain`` main-job run on the tiny synthetic store (2 windows, manual + transformer)
 is shared by the tests; the direct tests reuse its window-0 trunk.
