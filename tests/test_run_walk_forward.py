@@ -55,14 +55,38 @@ def test_dry_run_prints_window_table(small_store, small_config, capsys):
     assert "window(s)" in out
 
 
-def test_default_run_uses_embedded_synthetic_market(tmp_path, monkeypatch, capsys):
+def test_default_run_is_the_ground_truth_comparison(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "DEFAULT_DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(cli, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
     assert cli.main(["--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "embedded synthetic market" in out
-    assert (tmp_path / "data" / "synthetic" / "intraday" / "SPY" / "15m").is_dir()
+    for market in ("null", "momentum", "sequence"):
+        assert f"embedded synthetic market, scenario {market}" in out
+        assert f"=== ground-truth market: {market}" in out
+        # each scenario in its own folder: switching markets never overwrites another
+        assert (tmp_path / "data" / "synthetic" / market / "intraday" / "SPY" / "15m").is_dir()
+    assert "1 window(s)" in out
+
+
+def test_market_picks_one_scenario_and_real_data_never_mention_one(
+    tmp_path, monkeypatch, small_store, small_config, capsys
+):
+    monkeypatch.setattr(cli, "SYNTHETIC_DIR", tmp_path / "synthetic")
+    assert cli.main(["--dry-run", "--market", "sequence"]) == 0
+    out = capsys.readouterr().out
+    assert "scenario sequence" in out and "ground-truth market" not in out
+    assert not (tmp_path / "synthetic" / "null").exists()
+    argv = ["--dry-run", "--data-dir", str(small_store), "--config", str(small_config)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "real data" in out and "scenario" not in out
+
+
+def test_unknown_market_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--market", "noise"])
+    assert "invalid choice: 'noise'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

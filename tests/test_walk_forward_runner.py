@@ -8,6 +8,7 @@ serial numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -211,6 +212,64 @@ def test_job_seeds_are_fixed_and_distinct():
     assert all(0 <= s < 2**31 for s in seeds)
 
 
+def test_job_seed_depends_on_dates_mode_and_replicate_not_on_the_window_position():
+    a = runner.Job(
+        0,
+        "cnn",
+        ("2024-01-02", "2024-02-01"),
+        ("2024-02-08", "2024-02-12"),
+        ("2024-02-20", "2024-02-23"),
+    )
+    moved = dataclasses.replace(a, window=7)
+    assert moved.window == 7 and moved.test == a.test
+    assert runner.job_seed(3, a) == runner.job_seed(3, moved)
+    other = {
+        runner.job_seed(3, runner.Job(0, "lstm", a.fit, a.val, a.test)),
+        runner.job_seed(3, runner.Job(0, "cnn", a.fit, a.val, a.test, replicate=1)),
+        runner.job_seed(3, runner.Job(0, "cnn", a.fit, a.val, ("2024-02-21", "2024-02-23"))),
+        runner.job_seed(4, a),
+    }
+    assert runner.job_seed(3, a) not in other and len(other) == 4
+
+
+def test_a_windows_model_is_identical_in_runs_with_different_window_counts(
+    workspace, serial_run, tmp_path
+):
+    """The same dates train the same model whether the run keeps 1 window or 2 (issue 9)."""
+    config = (workspace / "tiny.yaml").read_text().replace("max_windows: 2", "max_windows: 1")
+    one = tmp_path / "one.yaml"
+    one.write_text(config)
+    out = tmp_path / "one_window"
+    argv = _argv(workspace, out, modes="manual")
+    argv[argv.index(str(workspace / "tiny.yaml"))] = str(one)
+    assert cli.main(argv) == 0
+    single = json.loads((out / "windows" / "w00" / "manual" / "result.json").read_text())
+    both = [
+        json.loads(p.read_text())
+        for p in sorted((serial_run / "windows").glob("w*/manual/result.json"))
+    ]
+    same = [r for r in both if r["test_sessions"] == single["test_sessions"]]
+    assert len(same) == 1, "the one-window run must test one of the two-window run's windows"
+    twin = same[0]
+    assert twin["window"] != single["window"] or len(both) == 1
+    assert twin["seed"] == single["seed"]
+    assert (
+        twin["symbols"]["SPY"]["series"]["net_returns"]
+        == (single["symbols"]["SPY"]["series"]["net_returns"])
+    )
+
+
+def test_seeds_train_replicates_in_their_own_folders(workspace, tmp_path):
+    out = tmp_path / "replicates"
+    assert cli.main(_argv(workspace, out, "--seeds", "2", modes="manual")) == 0
+    first = json.loads((out / "windows" / "w00" / "manual" / "result.json").read_text())
+    second = json.loads((out / "windows" / "w00" / "manual-r1" / "result.json").read_text())
+    assert (first["replicate"], second["replicate"]) == (0, 1)
+    assert first["seed"] != second["seed"]
+    assert first["test_sessions"] == second["test_sessions"]
+    assert json.loads((out / "run.json").read_text())["spec"]["seeds"] == 2
+
+
 def test_default_output_is_stamped_under_experiments():
     path = cli.default_output("all")
     assert path.parent == cli.EXPERIMENTS_DIR / "all"
@@ -225,7 +284,8 @@ def test_short_preset_uses_small_shared_encoders():
         settings = config_from_dict(TrainingSettings, RUN_PRESETS["short"].training_overrides(mode))
         assert settings.encoder_mode == mode and settings.sequence_length == 16
         assert settings.share_features_extractor and settings.shared_encoder_loss == "critic"
-        assert settings.total_timesteps <= 5_000
+        assert settings.total_timesteps <= 12_000
+        assert settings.early_stop_smoothing > 1
     assert RUN_PRESETS["long"].training_overrides("cnn") == {"encoder_mode": "cnn"}
 
 

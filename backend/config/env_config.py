@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-RewardName = Literal["dsr", "log_return", "cost_penalized"]
+RewardName = Literal["dsr", "ddr", "log_return", "cost_penalized"]
 REWARD_NAMES: tuple[str, ...] = get_args(RewardName)
 """Valid values of :attr:`EnvConfig.reward`; ``rewards.REWARDS`` has one class per name."""
 
@@ -126,6 +126,17 @@ class EnvConfig:
     """Variance floor of the DSR denominator, in squared per-bar return (1e-8 = a 1 bp
     standard deviation): below it the Sharpe estimate is meaningless and would explode."""
 
+    dsr_bias_correction: bool = False
+    """Divide the DSR/DDR moving moments by their weight ``1 - (1 - eta)**n`` (Adam's bias
+    correction), so the first steps of an episode are not on a drifting scale and the
+    warm-up can be 1-2 steps. False is the exact Moody-Saffell DSR."""
+
+    dsr_floor_vol: float = 0.0
+    """If > 0, training sets ``dsr_eps`` to ``(dsr_floor_vol * sigma)**2``, ``sigma`` the
+    asset's per-bar return std on the fit range: the reward then grows with the position
+    until the strategy is that volatile (a reason to size, ``rewards`` module docstring).
+    0 keeps ``dsr_eps`` as given."""
+
     cost_penalty: float = 1.0
     """For ``reward="cost_penalized"``: extra weight on the step's trading cost,
     ``reward = net_return - cost_penalty * trade_cost`` (costs already reduce the net
@@ -143,7 +154,13 @@ class EnvConfig:
     def __post_init__(self) -> None:
         if self.episode_sessions is None:
             object.__setattr__(self, "episode_sessions", 0)
-        for name in ("use_sequence_encoder", "long_only", "flatten_at_close", "random_start"):
+        for name in (
+            "use_sequence_encoder",
+            "long_only",
+            "flatten_at_close",
+            "random_start",
+            "dsr_bias_correction",
+        ):
             _check_bool(name, getattr(self, name))
         _check_int("sequence_length", self.sequence_length, 1)
         _check_int("episode_sessions", self.episode_sessions, 0)
@@ -155,6 +172,7 @@ class EnvConfig:
         _check_float("reward_scale", self.reward_scale, 0.0, low_open=True)
         _check_float("dsr_eta", self.dsr_eta, 0.0, 1.0, low_open=True, high_open=True)
         _check_float("dsr_eps", self.dsr_eps, 0.0, low_open=True)
+        _check_float("dsr_floor_vol", self.dsr_floor_vol, 0.0, 10.0)
         _check_float("cost_penalty", self.cost_penalty, 0.0)
         _check_float("ruin_equity", self.ruin_equity, 0.0, 1.0, high_open=True)
         _check_float("feature_clip", self.feature_clip, 0.0, low_open=True)

@@ -417,6 +417,9 @@ EncoderMode = Literal["manual", "cnn", "lstm", "transformer"]
 SharedEncoderLoss = Literal["critic", "actor"]
 """Which loss trains a shared encoder (see :attr:`TrainingSettings.shared_encoder_loss`)."""
 
+CheckpointChoice = Literal["best", "last"]
+"""Which weights a training run keeps (see :attr:`TrainingSettings.checkpoint`)."""
+
 
 def _positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -515,6 +518,26 @@ class TrainingSettings:
     """Environment steps between validation evaluations."""
     early_stop_window: int = 5
     """Evaluations in a row without a new best validation Sharpe before training stops."""
+    early_stop_smoothing: int = 1
+    """Evaluations averaged into the early-stopping criterion (mean of the last N validation
+    Sharpes); > 1 stops one lucky evaluation on a short validation range from choosing the
+    checkpoint (issue 9)."""
+    early_stop_min_delta: float = 0.0
+    """Improvement of the (smoothed) validation Sharpe, annualized, needed to count as a new
+    best; >= 0. A fraction of the validation Sharpe's standard error is a sensible value."""
+    checkpoint: CheckpointChoice = "best"
+    """Which weights the job keeps: ``best`` (the best smoothed validation evaluation) or
+    ``last`` (where training ended)."""
+    input_jitter: float = 0.0
+    """Augmentation (off at 0): std of Gaussian noise added to the normalized features of
+    every training observation (never at validation or test)."""
+    feature_dropout: float = 0.0
+    """Augmentation (off at 0): probability that each feature column of a training
+    observation is zeroed (its normalized mean), in [0, 1)."""
+    resample_probability: float = 0.0
+    """Augmentation (off at 0): probability that a training episode starts at a session
+    drawn from a bootstrap resample of the fit sessions (drawn once per training run)
+    instead of uniformly; in [0, 1]."""
     seed: int = 0
     """Seed of SB3 (torch, numpy, the env's ``np_random``)."""
     torch_threads: int = 1
@@ -559,8 +582,34 @@ class TrainingSettings:
             "gradient_accumulation_steps",
             "eval_every_steps",
             "early_stop_window",
+            "early_stop_smoothing",
         ):
             _positive_int(name, getattr(self, name))
+        if self.checkpoint not in typing.get_args(CheckpointChoice):
+            raise ValueError(
+                f"TrainingSettings: checkpoint must be one of "
+                f"{list(typing.get_args(CheckpointChoice))}, got {self.checkpoint!r}"
+            )
+        _number_in(
+            "early_stop_min_delta",
+            self.early_stop_min_delta,
+            0.0,
+            math.inf,
+            low_open=False,
+            high_open=True,
+        )
+        _number_in("input_jitter", self.input_jitter, 0.0, math.inf, low_open=False, high_open=True)
+        _number_in(
+            "feature_dropout", self.feature_dropout, 0.0, 1.0, low_open=False, high_open=True
+        )
+        _number_in(
+            "resample_probability",
+            self.resample_probability,
+            0.0,
+            1.0,
+            low_open=False,
+            high_open=False,
+        )
         threads = self.torch_threads
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ValueError(

@@ -18,13 +18,32 @@ eqs. (14)-(16) of the latter::
 ``D_t`` is the first-order sensitivity of the exponentially weighted Sharpe ratio to the
 newest return, so summing it over time climbs the Sharpe ratio, not the raw PnL. With the
 moments at zero it reduces to ``R_t / sqrt(B_{t-1})``: a volatility-scaled return.
+
+Why the exact DSR gives no reason to size (issue 9), and what the options change:
+
+* **Scale blindness.** Scaling every return by ``k`` scales the numerator by ``k**3`` and
+  the denominator by ``k**3``: ``D_t`` is identical at position 1.0 and 0.5, because the
+  Sharpe ratio is. Only the variance floor breaks the tie. ``floor_variance`` (set from the
+  asset's own bar volatility on the fit range, ``EnvConfig.dsr_floor_vol``) makes the
+  reward grow with the cube of the position while the strategy's volatility is below
+  ``dsr_floor_vol`` times the asset's (the numerator scales as ``k**3`` over a fixed
+  denominator), and Sharpe-like above it: with floor 1.0 a strategy that holds 50% earns
+  an eighth of the reward of the same strategy at full size, not the same.
+* **Warm-up and short episodes.** The moments start at 0 every episode, so after ``n``
+  steps the exponential averages carry only ``1 - (1 - eta)**n`` of their weight.
+  ``bias_correction`` divides both by that weight (as Adam does, Kingma & Ba 2015, sec. 3),
+  so the estimates are unbiased from the second step on and a warm-up of 1-2 steps is
+  enough instead of 20.
+
+The Downside Deviation Ratio (:class:`DownsideDeviationRatio`) is the same construction
+with the downside deviation in the denominator (Moody & Saffell 2001, eqs. (19)-(20)).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     from backend.config.env_config import EnvConfig
@@ -62,31 +81,20 @@ class RewardFunction(ABC):
         return {}
 
 
-class DifferentialSharpeRatio(RewardFunction):
-    """Moody & Saffell's Differential Sharpe Ratio with a warm-up and a variance floor.
+_M = TypeVar("_M", bound="_MovingMomentReward")
 
-    Warm-up: the moments start at ``A_0 = B_0 = 0``, so for the first few steps the
-    variance estimate ``B - A^2`` is built from one or two returns and ``D_t`` is noise with
-    a huge scale. For the first ``warmup_steps`` calls the moments are updated as usual but
-    the reward is 0; the alternative (scaling by a prior volatility) would need a return
-    scale this class cannot know.
 
-    Variance floor: the denominator uses ``max(B_{t-1} - A_{t-1}^2, eps) ** 1.5``. The raw
-    estimate is exactly 0 at the start and whenever the agent has only been flat (all
-    ``R = 0``), and is tiny for tiny positions; without a floor ``D_t`` divides by ~0. With
-    the floor active the numerator (which carries a factor ``B_{t-1}``) is also small, so
-    the reward fades out smoothly instead of exploding. ``eps`` is in squared return units:
-    1e-8 is a 1 bp per-bar standard deviation, well below any real 15-minute bar of an ETF.
+class _MovingMomentReward(RewardFunction):
+    """Shared machinery of the DSR and DDR: eta, warm-up, floor, optional bias correction."""
 
-    Args:
-        eta: Adaptation rate of the moving moments, in ``(0, 1)``.
-        warmup_steps: Number of initial steps that return 0 while the moments are updated.
-        eps: Variance floor of the denominator, > 0.
-    """
-
-    name: ClassVar[str] = "dsr"
-
-    def __init__(self, eta: float = 0.01, warmup_steps: int = 10, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        eta: float = 0.01,
+        warmup_steps: int = 10,
+        eps: float = 1e-8,
+        *,
+        bias_correction: bool = False,
+    ) -> None:
         if not 0.0 < eta < 1.0:
             raise ValueError(f"eta: must be in (0, 1), got {eta}")
         if warmup_steps < 0:
@@ -96,20 +104,75 @@ class DifferentialSharpeRatio(RewardFunction):
         self.eta = float(eta)
         self.warmup_steps = int(warmup_steps)
         self.eps = float(eps)
+        self.bias_correction = bool(bias_correction)
         self.A = 0.0
         self.B = 0.0
         self.n = 0
 
     @classmethod
-    def from_config(cls, config: EnvConfig) -> DifferentialSharpeRatio:
-        """Build from ``dsr_eta``, ``dsr_warmup_steps`` and ``dsr_eps``."""
-        return cls(config.dsr_eta, config.dsr_warmup_steps, config.dsr_eps)
+    def from_config(cls: type[_M], config: EnvConfig) -> _M:
+        """Build from ``dsr_eta``, ``dsr_warmup_steps``, ``dsr_eps`` and ``dsr_bias_correction``."""
+        return cls(
+            config.dsr_eta,
+            config.dsr_warmup_steps,
+            config.dsr_eps,
+            bias_correction=config.dsr_bias_correction,
+        )
 
     def reset(self) -> None:
         """Zero the moments and the step counter."""
         self.A = 0.0
         self.B = 0.0
         self.n = 0
+
+    def _estimates(self) -> tuple[float, float]:
+        """``(A, B)`` before this step's update, divided by their weight if bias-corrected."""
+        if self.bias_correction and self.n > 0:
+            weight = 1.0 - (1.0 - self.eta) ** self.n
+            return self.A / weight, self.B / weight
+        return self.A, self.B
+
+    def _update(self, r: float, second: float) -> None:
+        self.A += self.eta * (r - self.A)
+        self.B += self.eta * (second - self.B)
+        self.n += 1
+
+    @property
+    def state(self) -> dict[str, float]:
+        """``{"A": A_t, "B": B_t, "n": steps seen}`` after the latest update (uncorrected)."""
+        return {"A": self.A, "B": self.B, "n": float(self.n)}
+
+
+class DifferentialSharpeRatio(_MovingMomentReward):
+    """Moody & Saffell's Differential Sharpe Ratio with a warm-up and a variance floor.
+
+    Warm-up: the moments start at ``A_0 = B_0 = 0``, so for the first few steps the
+    variance estimate ``B - A^2`` is built from one or two returns and ``D_t`` is noise with
+    a huge scale. For the first ``warmup_steps`` calls the moments are updated as usual but
+    the reward is 0. With ``bias_correction`` the estimates are divided by their weight
+    ``1 - (1 - eta)**n`` (Adam's correction), which removes the scale drift of the first
+    ``~1/eta`` steps; a warm-up of 1-2 steps then suffices.
+
+    Variance floor: the denominator uses ``max(B_{t-1} - A_{t-1}^2, eps) ** 1.5``. The raw
+    estimate is exactly 0 at the start and whenever the agent has only been flat (all
+    ``R = 0``), and is tiny for tiny positions; without a floor ``D_t`` divides by ~0. With
+    the floor active the numerator (which carries a factor ``B_{t-1}``) is also small, so
+    the reward fades out with the cube of the position. ``eps`` is in squared return units:
+    1e-8 is a 1 bp per-bar standard deviation. Set from the asset's own volatility
+    (``EnvConfig.dsr_floor_vol``, fitted on the fit range) it is what gives the agent a
+    reason to size (module docstring).
+
+    With ``bias_correction=False`` this is the exact Moody-Saffell DSR (eq. (16) of the
+    2001 paper) and stays selectable.
+
+    Args:
+        eta: Adaptation rate of the moving moments, in ``(0, 1)``.
+        warmup_steps: Number of initial steps that return 0 while the moments are updated.
+        eps: Variance floor of the denominator, > 0.
+        bias_correction: Divide the moments by ``1 - (1 - eta)**n`` before using them.
+    """
+
+    name: ClassVar[str] = "dsr"
 
     def step(self, net_return: float, trade_cost: float = 0.0) -> float:
         """Update the moments with ``R_t`` and return ``D_t`` (0 during warm-up).
@@ -118,23 +181,52 @@ class DifferentialSharpeRatio(RewardFunction):
         definition; ``trade_cost`` is ignored because it is already inside ``net_return``.
         """
         r = float(net_return)
-        a_prev = self.A
-        b_prev = self.B
+        a_prev, b_prev = self._estimates()
         d_a = r - a_prev
         d_b = r * r - b_prev
         variance = b_prev - a_prev * a_prev
         if variance < self.eps:
             variance = self.eps
         dsr = (b_prev * d_a - 0.5 * a_prev * d_b) / (variance * math.sqrt(variance))
-        self.A = a_prev + self.eta * d_a
-        self.B = b_prev + self.eta * d_b
-        self.n += 1
+        self._update(r, r * r)
         return 0.0 if self.n <= self.warmup_steps else dsr
 
-    @property
-    def state(self) -> dict[str, float]:
-        """``{"A": A_t, "B": B_t, "n": steps seen}`` after the latest update."""
-        return {"A": self.A, "B": self.B, "n": float(self.n)}
+
+class DownsideDeviationRatio(_MovingMomentReward):
+    """Moody & Saffell's differential Downside Deviation Ratio (2001, eqs. (19)-(20)).
+
+    The Sharpe ratio penalises upside volatility as much as losses; the DDR divides the
+    mean return by the downside deviation only. With ``A`` the moving mean of ``R`` and
+    ``DD^2`` the moving mean of ``min(R, 0)^2`` (``B`` here), both with rate ``eta``::
+
+        D_t = (R_t - A_{t-1} / 2) / DD_{t-1}                                   R_t > 0
+        D_t = (DD_{t-1}^2 (R_t - A_{t-1} / 2) - A_{t-1} R_t^2 / 2) / DD_{t-1}^3  R_t <= 0
+
+    A gain always earns its size over the downside deviation; a loss is also charged
+    through the growth of ``DD``. ``DD_{t-1}^2`` is floored at ``eps`` and the warm-up and
+    bias correction work as in :class:`DifferentialSharpeRatio`.
+
+    Args:
+        eta: Adaptation rate of the moving moments, in ``(0, 1)``.
+        warmup_steps: Number of initial steps that return 0 while the moments are updated.
+        eps: Floor of ``DD^2``, > 0.
+        bias_correction: Divide the moments by ``1 - (1 - eta)**n`` before using them.
+    """
+
+    name: ClassVar[str] = "ddr"
+
+    def step(self, net_return: float, trade_cost: float = 0.0) -> float:
+        """Update ``A`` and ``DD^2`` with ``R_t`` and return the differential DDR."""
+        r = float(net_return)
+        a_prev, dd2_prev = self._estimates()
+        dd2 = max(dd2_prev, self.eps)
+        dd = math.sqrt(dd2)
+        if r > 0.0:
+            ddr = (r - 0.5 * a_prev) / dd
+        else:
+            ddr = (dd2 * (r - 0.5 * a_prev) - 0.5 * a_prev * r * r) / (dd2 * dd)
+        self._update(r, min(r, 0.0) ** 2)
+        return 0.0 if self.n <= self.warmup_steps else ddr
 
 
 # Smallest wealth ratio fed to the log: a wipe-out (R <= -1, possible for a short through a
@@ -193,6 +285,7 @@ class CostPenalizedReturnReward(RewardFunction):
 
 REWARDS: dict[str, type[RewardFunction]] = {
     DifferentialSharpeRatio.name: DifferentialSharpeRatio,
+    DownsideDeviationRatio.name: DownsideDeviationRatio,
     LogReturnReward.name: LogReturnReward,
     CostPenalizedReturnReward.name: CostPenalizedReturnReward,
 }

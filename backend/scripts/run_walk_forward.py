@@ -1,9 +1,11 @@
 """The main job: walk-forward runs of every encoder mode on the same rolling windows.
 
-``python -m backend.scripts.run_walk_forward`` with no arguments runs offline on the
-embedded synthetic market (SPY, all four encoder modes, the ``short`` budget: 2 windows).
-``--dry-run`` loads and validates the data and prints the window table (dates and bar
-counts of fit, validation and test) without training. See ``Docs/WALK_FORWARD.md``.
+``python -m backend.scripts.run_walk_forward`` with no arguments runs the ground-truth
+comparison offline: every encoder mode on each embedded synthetic market scenario
+(``null``, ``momentum``, ``sequence``; ``--market`` picks one), then one table of which mode
+finds which planted edge (:mod:`backend.evaluation.ground_truth`). ``--data-dir`` runs on
+real bars instead (labelled as real data; no scenario). ``--dry-run`` loads and validates
+the data and prints the window table without training. See ``Docs/WALK_FORWARD.md``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ from backend.data_download.dataset import SymbolDataset
 from backend.data_download.intraday_features import max_lookback
 from backend.data_download.loader import DataQualityWarning, available_symbols
 from backend.data_download.schema import DataValidationError
-from backend.data_download.synthetic_market import ensure_synthetic_dataset
+from backend.data_download.synthetic_market import (
+    MARKET_NAMES,
+    MARKET_SCENARIOS,
+    ensure_scenario_dataset,
+    ensure_synthetic_dataset,
+    read_marker,
+    scenario_config,
+)
+from backend.evaluation import ground_truth
 from backend.evaluation import report as reports
 from backend.training import walk_forward_runner as runner
 from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
@@ -77,8 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=None,
-        help="root holding intraday/<SYMBOL>/15m/*.csv (default: ./data if it has the "
-        "symbols, else the embedded synthetic market in ./data/synthetic)",
+        help="root holding intraday/<SYMBOL>/15m/*.csv of real bars (default: none, the "
+        "embedded synthetic ground-truth markets in ./data/synthetic/<market>)",
+    )
+    parser.add_argument(
+        "--market",
+        default="all",
+        choices=[*MARKET_NAMES, "all"],
+        help="synthetic ground-truth market: "
+        + "; ".join(f"{n}: {s.description}" for n, s in MARKET_SCENARIOS.items())
+        + "; all (default): each of them and the ground-truth table. Ignored with --data-dir",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="training replicates per (window, mode), each with its own derived seed; tests "
+        "use the seed-averaged session returns (default 1)",
     )
     parser.add_argument(
         "--sequence-encoder",
@@ -156,20 +181,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_data_dir(data_dir: Path | None, symbols: Sequence[str]) -> tuple[Path, bool]:
-    """The store to read, and whether it is the embedded synthetic market.
+def resolve_data_dir(
+    data_dir: Path | None, symbols: Sequence[str], market: str = "null"
+) -> tuple[Path, bool]:
+    """The store to read, and whether it is an embedded synthetic market.
 
-    An explicit ``--data-dir`` is used as given. Otherwise ``./data`` is used when it holds
-    every requested symbol, else the synthetic market is generated (once, offline).
+    An explicit ``--data-dir`` is real data, used as given. Otherwise the scenario's
+    synthetic market is generated (once, offline) in ``./data/synthetic/<market>``.
     """
     if data_dir is not None:
         if not data_dir.is_dir():
             raise UserError(f"--data-dir {data_dir}: no such directory")
+        present = set(available_symbols(data_dir))
+        missing = [s for s in symbols if s not in present]
+        if present and missing:
+            raise UserError(
+                f"--data-dir {data_dir}: no bars for {missing}; it has {sorted(present)}"
+            )
         return data_dir, False
-    present = set(available_symbols(DEFAULT_DATA_DIR))
-    if present and all(s in present for s in symbols):
-        return DEFAULT_DATA_DIR, False
-    return ensure_synthetic_dataset(SYNTHETIC_DIR), True
+    return ensure_scenario_dataset(SYNTHETIC_DIR, market), True
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
@@ -258,9 +288,14 @@ def common_sessions(datasets: Sequence[SymbolDataset]) -> tuple[pd.DatetimeIndex
     return common, counts.to_numpy(dtype=np.int64)
 
 
-def describe_data(datasets: Sequence[SymbolDataset], data_dir: Path, synthetic: bool) -> str:
-    """Per-symbol summary lines for the console."""
-    source = "embedded synthetic market" if synthetic else "CSV store"
+def describe_data(
+    datasets: Sequence[SymbolDataset], data_dir: Path, synthetic: bool, market: str | None = None
+) -> str:
+    """Per-symbol summary lines for the console; real data never mention a scenario."""
+    if synthetic:
+        source = "embedded synthetic market" + (f", scenario {market}" if market else "")
+    else:
+        source = "real data, CSV store"
     lines = [f"data: {data_dir} ({source})"]
     for ds in datasets:
         idx = ds.market.index
@@ -312,10 +347,12 @@ def load_datasets(
     return datasets, [str(w.message) for w in caught]
 
 
-def _spec_from_args(args: argparse.Namespace) -> tuple[runner.RunSpec, Path, bool]:
+def _spec_from_args(
+    args: argparse.Namespace, market: str | None = None
+) -> tuple[runner.RunSpec, Path, bool]:
     """A new run's spec from the command line (and its data dir, synthetic flag)."""
     symbols = parse_symbols(args.symbols)
-    data_dir, synthetic = resolve_data_dir(args.data_dir, symbols)
+    data_dir, synthetic = resolve_data_dir(args.data_dir, symbols, market or "null")
     modes = parse_modes(args.sequence_encoder)
     preset = RUN_PRESETS[args.mode]
     wf, features, env, training = load_full_config(args.config, preset, modes)
@@ -325,8 +362,12 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[runner.RunSpec, Path, boo
     wf = replace(wf, gap_bars=max(wf.gap_bars, needed_gap))
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: must be >= 0")
+    if args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds}: must be >= 1")
     label = "all" if set(modes) == set(ENCODER_MODES) else "-".join(modes)
     output = args.output if args.output is not None else default_output(label)
+    if market is not None and args.market == "all":
+        output = output / market  # one sub-run per scenario of the ground-truth comparison
     spec = runner.RunSpec(
         output_dir=str(output),
         data_dir=str(data_dir),
@@ -342,6 +383,8 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[runner.RunSpec, Path, boo
         start=args.start,
         end=args.end,
         synthetic=synthetic,
+        market=market if synthetic else None,
+        seeds=args.seeds,
     )
     return spec, data_dir, synthetic
 
@@ -394,14 +437,28 @@ def run(argv: Sequence[str] | None = None) -> int:
         spec = _spec_from_run_dir(args.resume)
         data_dir, synthetic = Path(spec.data_dir), spec.synthetic
         if synthetic:
-            ensure_synthetic_dataset(data_dir)
-        label = "resume"
-    else:
-        spec, data_dir, synthetic = _spec_from_args(args)
-        label = spec.preset
+            if spec.market is not None:
+                ensure_synthetic_dataset(data_dir, scenario_config(spec.market))
+            else:
+                ensure_synthetic_dataset(data_dir)
+        return _run_one(args, spec, data_dir, synthetic, "resume")
+    if args.data_dir is None and args.market == "all":
+        return run_ground_truth(args)
+    market = None if args.data_dir is not None else args.market
+    spec, data_dir, synthetic = _spec_from_args(args, market)
+    return _run_one(args, spec, data_dir, synthetic, spec.preset)
 
+
+def _run_one(
+    args: argparse.Namespace,
+    spec: runner.RunSpec,
+    data_dir: Path,
+    synthetic: bool,
+    label: str,
+) -> int:
+    """Load, print the windows, and (unless ``--dry-run``) execute one run."""
     datasets, notes = load_datasets(spec.symbols, data_dir, spec.features, spec.start, spec.end)
-    print(describe_data(datasets, data_dir, synthetic))
+    print(describe_data(datasets, data_dir, synthetic, spec.market))
     for note in notes:
         print(f"  warning: {note}")
 
@@ -430,6 +487,73 @@ def run(argv: Sequence[str] | None = None) -> int:
     )
 
 
+GROUND_TRUTH_FILE = "ground_truth.md"
+"""The ground-truth table, at the root of a ``--market all`` run."""
+
+
+def run_ground_truth(args: argparse.Namespace) -> int:
+    """Every scenario as its own sub-run under one output root, then the table."""
+    runs: dict[str, dict[str, Any]] = {}
+    root: Path | None = None
+    spec: runner.RunSpec | None = None
+    for market in MARKET_NAMES:
+        print(f"\n=== ground-truth market: {market} ({MARKET_SCENARIOS[market].description})")
+        spec, data_dir, synthetic = _spec_from_args(args, market)
+        root = Path(spec.output_dir).parent
+        code = _run_one(args, spec, data_dir, synthetic, f"{spec.preset}, market {market}")
+        if code != 0 or args.dry_run:
+            if code != 0:
+                return code
+            continue
+        out = Path(spec.output_dir)
+        run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
+        jobs = [
+            runner.Job(
+                int(j["window"]),
+                str(j["mode"]),
+                tuple(j["fit"]),
+                tuple(j["val"]),
+                tuple(j["test"]),
+                int(j.get("replicate", 0)),
+            )
+            for j in _recorded_jobs(out)
+        ]
+        marker = read_marker(data_dir) or {}
+        runs[market] = {
+            "metrics": json.loads((out / "metrics.json").read_text(encoding="utf-8")),
+            "results": runner.collect_results(spec, jobs) if jobs else {},
+            "edge": (marker.get("theoretical_edge") or {}).get(spec.symbols[0], {}),
+            "run_info": run_info,
+        }
+    if args.dry_run or root is None or spec is None:
+        return 0
+    table = ground_truth.ground_truth_table(runs, spec.symbols[0], spec.modes)
+    runner.write_json_atomic(root / "ground_truth.json", table)
+    text = ground_truth.render_ground_truth_markdown(table, spec.symbols[0])
+    (root / GROUND_TRUTH_FILE).write_text(text, encoding="utf-8")
+    print("\n" + text)
+    print(f"ground-truth table: {root / GROUND_TRUTH_FILE}")
+    return 0
+
+
+def _recorded_jobs(out: Path) -> list[dict[str, Any]]:
+    """``(window, mode, replicate, dates)`` of every finished job below ``out``."""
+    jobs = []
+    for path in sorted((out / "windows").glob("w*/*/" + runner.RESULT_FILE)):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        jobs.append(
+            {
+                "window": data["window"],
+                "mode": data["mode"],
+                "replicate": data.get("replicate", 0),
+                "fit": data["fit_sessions"],
+                "val": data["val_sessions"],
+                "test": data["test_sessions"],
+            }
+        )
+    return jobs
+
+
 def execute(
     spec: runner.RunSpec,
     windows: Sequence[Any],
@@ -442,7 +566,7 @@ def execute(
 ) -> int:
     """Run the pending jobs, then write the reports; returns the exit code."""
     out = Path(spec.output_dir)
-    jobs = runner.plan_jobs(windows, sessions, spec.modes)
+    jobs = runner.plan_jobs(windows, sessions, spec.modes, spec.seeds)
     if not resume:
         if (out / runner.RUN_FILE).exists():
             raise UserError(f"--output {out}: already holds a run; use --resume {out}")
@@ -450,7 +574,7 @@ def execute(
     else:
         recorded = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
         if [w["test"] for w in recorded["windows"]] != [
-            list(j.test) for j in jobs[:: len(spec.modes)]
+            list(j.test) for j in jobs if j.replicate == 0 and j.mode == spec.modes[0]
         ]:
             raise UserError(
                 f"--resume {out}: the data now give other windows than the run recorded; "

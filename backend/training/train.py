@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import pandas as pd
 import torch as th
 import yaml
@@ -51,8 +53,10 @@ from backend.config.training_config import (
 from backend.data_download.dataset import SymbolDataset, bar_range
 from backend.data_download.normalizer import FeatureNormalizer
 from backend.environments.intraday_env import IntradayTradingEnv
+from backend.environments.market_arrays import MarketArrays
 from backend.models.feature_extractors import encoder_policy_kwargs, uses_sequence_observation
 from backend.models.model_manager import save_bundle
+from backend.training.augmentation import TrainingAugmentation
 from backend.training.callbacks import TradingMetricsCallback, ValidationEarlyStopping
 from backend.training.sac import YoopSAC
 from backend.utils.provenance import collect_provenance, data_range
@@ -101,8 +105,23 @@ def resolve_env_config(settings: TrainingSettings, env_config: EnvConfig | None)
     )
 
 
+def fit_reward_floor(arrays: MarketArrays, fit_range: tuple[int, int], cfg: EnvConfig) -> EnvConfig:
+    """``cfg`` with ``dsr_eps`` fitted on the fit range when ``dsr_floor_vol`` asks for it.
+
+    ``sigma`` is the std of the asset's open-to-close bar return over the fit bars only (no
+    look-ahead: val and test never inform it); the fitted floor travels with the model in
+    its env config, so validation and test use the same number.
+    """
+    if cfg.dsr_floor_vol <= 0.0:
+        return cfg
+    lo, hi = fit_range
+    bar_returns = arrays.close[lo:hi] / arrays.open[lo:hi] - 1.0
+    sigma = float(np.std(bar_returns)) if hi > lo else 0.0
+    return dataclasses.replace(cfg, dsr_eps=max((cfg.dsr_floor_vol * sigma) ** 2, 1e-12))
+
+
 def build_model(
-    env: IntradayTradingEnv, settings: TrainingSettings, *, tensorboard_log: str | None
+    env: gym.Env[Any, Any], settings: TrainingSettings, *, tensorboard_log: str | None
 ) -> YoopSAC:
     """A :class:`YoopSAC` on ``env`` with the encoder and hyper-parameters of ``settings``.
 
@@ -186,8 +205,16 @@ def train_on_range(
     fit_range = bar_range(arrays, *dataset.session_bounds(fit_first, fit_last))
     val_range = bar_range(arrays, *dataset.session_bounds(val_first, val_last))
 
-    cfg = resolve_env_config(settings, env_config)
-    train_env = IntradayTradingEnv(arrays, cfg, fit_range)
+    cfg = fit_reward_floor(arrays, fit_range, resolve_env_config(settings, env_config))
+    train_env: gym.Env[Any, Any] = IntradayTradingEnv(arrays, cfg, fit_range)
+    if settings.input_jitter or settings.feature_dropout or settings.resample_probability:
+        train_env = TrainingAugmentation(
+            train_env,  # type: ignore[arg-type]
+            input_jitter=settings.input_jitter,
+            feature_dropout=settings.feature_dropout,
+            resample_probability=settings.resample_probability,
+            seed=settings.seed,
+        )
     val_cfg = dataclasses.replace(cfg, episode_sessions=0, random_start=False)
     val_env = IntradayTradingEnv(arrays, val_cfg, val_range)
 
@@ -196,7 +223,10 @@ def train_on_range(
         val_env,
         settings.eval_every_steps,
         settings.early_stop_window,
+        min_delta=settings.early_stop_min_delta,
+        smoothing=settings.early_stop_smoothing,
         best_model_path=best_model_path,
+        restore_best=settings.checkpoint == "best",
     )
     metrics_cb = TradingMetricsCallback(
         reward_scale=cfg.reward_scale, attention_probe_every=attention_probe_every
@@ -216,6 +246,8 @@ def train_on_range(
             early_stopping.best_sharpe if early_stopping.best_state is not None else None
         ),
         "best_step": early_stopping.best_step,
+        "checkpoint": settings.checkpoint,
+        "val_sharpe_se": early_stopping.sharpe_standard_error,
         "stopped_early": early_stopping.stopped_early,
         "n_evaluations": len(early_stopping.history),
         "restored_best": early_stopping.restored,
