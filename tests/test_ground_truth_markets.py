@@ -26,7 +26,7 @@ from backend.data_download.synthetic_market import (
     SyntheticMarketConfig,
     ensure_scenario_dataset,
     generate_synthetic_market,
-    scenario_config,
+    market_scenario,
     theoretical_edge_per_bar,
 )
 
@@ -39,7 +39,7 @@ WINDOW = 8
 def _market(name: str, n_sessions: int = 500) -> pd.DataFrame:
     """SPY of the scenario (with the VIX column the manual features read)."""
     config = dataclasses.replace(
-        scenario_config(name),
+        market_scenario(name),
         end=None,
         n_sessions=n_sessions,
         underlyings=DEFAULT_CONFIG.underlyings[:1],
@@ -84,12 +84,12 @@ def _out_of_sample_edge(name: str) -> dict[str, tuple[float, float]]:
 
 def test_registry_names_the_three_ground_truth_markets():
     assert MARKET_NAMES == ("null", "momentum", "sequence")
-    assert scenario_config("null") == DEFAULT_CONFIG
-    assert scenario_config("momentum").signal_strength > 0
-    assert scenario_config("sequence").pattern_strength > 0
+    assert market_scenario("null") == DEFAULT_CONFIG
+    assert market_scenario("momentum").signal_strength > 0
+    assert market_scenario("sequence").pattern_strength > 0
     assert not MARKET_SCENARIOS["sequence"].findable_by_manual
     with pytest.raises(ValueError, match="unknown market scenario 'noise'; expected one of null"):
-        scenario_config("noise")
+        market_scenario("noise")
 
 
 def test_sequence_edge_is_invisible_to_manual_features_and_plain_in_the_raw_window():
@@ -131,7 +131,7 @@ def test_pattern_keeps_unit_variance_and_no_linear_autocorrelation():
     parity = np.zeros_like(z)
     parity[5:] = s[3:-2] * s[:-5]
     measured = float(np.mean(parity[ok] * z[ok]))
-    assert measured == pytest.approx(scenario_config("sequence").pattern_strength, abs=0.04)
+    assert measured == pytest.approx(market_scenario("sequence").pattern_strength, abs=0.04)
 
 
 def test_theoretical_edges_are_recorded_in_the_scenario_folder(tmp_path: Path):
@@ -140,7 +140,7 @@ def test_theoretical_edges_are_recorded_in_the_scenario_folder(tmp_path: Path):
     marker = json.loads((root / MARKER_FILE).read_text())
     assert marker["planted"] == "sequence"
     spy = marker["theoretical_edge"]["SPY"]
-    expected = theoretical_edge_per_bar(scenario_config("sequence"), "SPY")
+    expected = theoretical_edge_per_bar(market_scenario("sequence"), "SPY")
     assert spy["edge_per_bar"] == pytest.approx(expected.edge_per_bar)
     assert spy["per_session_bar_net"] < spy["per_session_bar_gross"]
     assert spy["per_session_bar_net"] > 0  # the planted edge beats the env's costs

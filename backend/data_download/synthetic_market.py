@@ -410,7 +410,7 @@ MARKET_NAMES: tuple[str, ...] = tuple(MARKET_SCENARIOS)
 """Valid scenario names, in report order (``null`` first)."""
 
 
-def scenario_config(
+def market_scenario(
     name: str, base: SyntheticMarketConfig = DEFAULT_CONFIG
 ) -> SyntheticMarketConfig:
     """The market config of scenario ``name`` (its overrides applied over ``base``).
@@ -1117,5 +1117,5 @@ def ensure_scenario_dataset(data_root: str | Path, name: str) -> Path:
     One folder per scenario, so switching ``--market`` never overwrites another scenario's
     data; the marker there records the scenario name and its theoretical edge.
     """
-    config = scenario_config(name)
+    config = market_scenario(name)
     return ensure_synthetic_dataset(Path(data_root) / name, config)

@@ -36,8 +36,8 @@ from backend.data_download.synthetic_market import (
     MARKET_SCENARIOS,
     ensure_scenario_dataset,
     ensure_synthetic_dataset,
+    market_scenario,
     read_marker,
-    scenario_config,
 )
 from backend.evaluation import ground_truth
 from backend.evaluation import report as reports
@@ -231,7 +231,8 @@ def load_full_config(
     Precedence, lowest first: dataclass defaults, the ``--mode`` preset (windows and
     per-mode training overrides), then the config file's sections. ``env`` starts from
     :data:`backend.training.train.TRAINING_ENV_DEFAULTS`, as ``train.load_run_file`` does,
-    and the feature preset of the agent is the base of ``features``.
+    and the feature preset of the agent is the base of ``features``. A file that sets
+    ``walk_forward.test_sessions`` (and not ``windows``) drops the preset's window count.
     """
     data = _read_mapping(path) if path is not None else {}
     where = f"--config {path}" if path is not None else "preset"
@@ -244,10 +245,11 @@ def load_full_config(
             f"{where}: training.encoder_mode is chosen by --sequence-encoder; remove it"
         )
     try:
-        wf = config_from_dict(
-            WalkForwardConfig,
-            {**preset.walk_forward.to_dict(), **(data.get("walk_forward") or {})},
-        )
+        wf_file = dict(data.get("walk_forward") or {})
+        wf_base = preset.walk_forward.to_dict()
+        if "test_sessions" in wf_file and "windows" not in wf_file:
+            wf_base["windows"] = None  # an explicit test length beats the preset's tiling
+        wf = config_from_dict(WalkForwardConfig, {**wf_base, **wf_file})
         features = config_from_dict(
             FeatureConfig,
             {**FeatureConfig.for_agent(AGENT).to_dict(), **(data.get("features") or {})},
@@ -438,7 +440,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         data_dir, synthetic = Path(spec.data_dir), spec.synthetic
         if synthetic:
             if spec.market is not None:
-                ensure_synthetic_dataset(data_dir, scenario_config(spec.market))
+                ensure_synthetic_dataset(data_dir, market_scenario(spec.market))
             else:
                 ensure_synthetic_dataset(data_dir)
         return _run_one(args, spec, data_dir, synthetic, "resume")
