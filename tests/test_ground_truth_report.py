@@ -61,6 +61,7 @@ def test_table_gives_the_verdicts_and_claims_from_pooled_session_returns():
     }
     text = ground_truth.render_ground_truth_markdown(table, "SPY")
     assert "| sequence | cnn | 300 |" in text and "**holds**" in text and "FAILS" not in text
+    assert cells[("null", "cnn")]["val_sharpe_se"] is None  # no training metrics here
 
 
 def test_a_miss_is_reported_and_the_reports_own_tests_win():

@@ -129,6 +129,12 @@ def ground_truth_table(
                 else 0.0
             )
             theory = float(edge.get("per_session_bar_net", 0.0))
+            val_se = [
+                r["symbols"][symbol].get("training", {}).get("val_sharpe_se")
+                for r in run["results"].values()
+                if r["mode"] == mode
+            ]
+            val_se = [float(x) for x in val_se if x is not None]
             reported = _reported_test(run["metrics"], mode, symbol)
             rows.append(
                 {
@@ -143,6 +149,7 @@ def ground_truth_table(
                     "p_value": reported["p_value"] if reported else _t_test_p(values),
                     "p_adjusted": reported.get("p_adjusted") if reported else None,
                     "expected": expected_verdict(scenario, mode),
+                    "val_sharpe_se": float(np.median(val_se)) if val_se else None,
                 }
             )
     from_report = all(r["p_adjusted"] is not None for r in rows)
@@ -200,8 +207,8 @@ def render_ground_truth_markdown(table: Mapping[str, Any], symbol: str) -> str:
         f"positive; tests: {table['test_source']}.",
         "",
         "| market | mode | sessions | Sharpe (ann.) | net bp/bar | theory bp/bar | share of "
-        "edge | p adj. vs flat | verdict | expected | ok |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "edge | p adj. vs flat | verdict | expected | ok | val Sharpe SE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table["rows"]:
         share = r["share_of_edge"]
@@ -210,7 +217,8 @@ def render_ground_truth_markdown(table: Mapping[str, Any], symbol: str) -> str:
             f"{_fmt(r['mean_return_per_bar'] * 1e4)} | "
             f"{_fmt(r['theoretical_net_per_bar'] * 1e4)} | "
             f"{'n/a' if share is None else f'{share:.0%}'} | {r['p_adjusted']:.3g} | "
-            f"{r['verdict']} | {r['expected']} | {'yes' if r['as_expected'] else 'NO'} |"
+            f"{r['verdict']} | {r['expected']} | {'yes' if r['as_expected'] else 'NO'} | "
+            f"{'n/a' if r['val_sharpe_se'] is None else format(r['val_sharpe_se'], '.1f')} |"
         )
     lines += ["", "## Claims", ""]
     for claim, holds in table["claims"].items():
@@ -227,6 +235,8 @@ def render_ground_truth_markdown(table: Mapping[str, Any], symbol: str) -> str:
         "",
         "`theory bp/bar`: expected net return per session bar, after the env's costs, of the "
         "sign policy that knows the planted rule (`SignalEdge.per_session_bar`); `share of "
-        "edge`: the mode's pooled mean over it.",
+        "edge`: the mode's pooled mean over it. `val Sharpe SE`: standard error of one "
+        "validation evaluation's annualized Sharpe (Lo 2002), what early stopping ranks "
+        "checkpoints against.",
     ]
     return "\n".join(lines) + "\n"
