@@ -39,11 +39,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.config.env_config import EnvConfig  # noqa: E402
-from backend.environments.intraday_env import IntradayTradingEnv  # noqa: E402
-from backend.environments.market_arrays import (  # noqa: E402
+from backend.data_download.market_arrays import (  # noqa: E402
     MarketArrays,
     synthetic_market_arrays,
 )
+from backend.environments.intraday_env import IntradayTradingEnv  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_env.json"
 

@@ -13,7 +13,7 @@ env defaults of ``backend.training.train``):
   SB3's default network on the flat ``{"features", "account"}`` env; only the batch size,
   ``learning_starts``, buffer size, ``train_freq=1`` and ``gradient_steps=1`` are set to the
   same values as the YoopSAC cases;
-* ``<mode>.separate`` / ``<mode>.shared``: :class:`~backend.training.sac.YoopSAC` built by
+* ``<mode>.separate`` / ``<mode>.shared``: :class:`~backend.models.sac.YoopSAC` built by
   ``backend.training.train.build_model`` with ``TrainingSettings`` defaults (net_arch
   256-256, AdamW, window T=64 for sequence encoders) and ``share_features_extractor``
   False / True (True = the critic-trained shared encoder, ``shared_encoder_loss="critic"``).
@@ -149,8 +149,8 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
     from stable_baselines3 import SAC
 
     from backend.config.training_config import TrainingSettings
+    from backend.data_download.market_arrays import synthetic_market_arrays
     from backend.environments.intraday_env import IntradayTradingEnv
-    from backend.environments.market_arrays import synthetic_market_arrays
     from backend.training.train import build_model, resolve_env_config
 
     mode: str = spec["mode"]

@@ -12,7 +12,7 @@ from gymnasium import spaces
 
 from backend.config.training_config import ManualEncoderConfig
 from backend.models.feature_extractors import encoder_policy_kwargs
-from backend.training.sac import YoopSAC
+from backend.models.sac import YoopSAC
 
 th.set_num_threads(1)
 

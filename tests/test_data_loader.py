@@ -28,6 +28,7 @@ from backend.data_download.schema import (
     OHLCV_COLUMNS,
     DataValidationError,
     Severity,
+    bar_index,
     empty_bar_frame,
 )
 
@@ -650,3 +651,11 @@ def test_load_market_without_vix(tmp_data_dir: Path, spy_store: pd.DataFrame):
     market = load_market("SPY", data_dir=tmp_data_dir, include_vix=False)
     assert "vix" not in market.columns
     pd.testing.assert_frame_equal(market, spy_store, check_freq=False)
+
+
+def test_bar_index_names_the_frame_when_the_index_is_not_tz_aware():
+    naive = pd.DataFrame({"close": [1.0]}, index=pd.DatetimeIndex(["2024-01-02 09:30"]))
+    with pytest.raises(ValueError, match="vix_bars needs a timezone-aware DatetimeIndex"):
+        bar_index(naive, "vix_bars")
+    aware = naive.tz_localize("America/New_York")
+    assert bar_index(aware) is aware.index

@@ -14,8 +14,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan
 
 from backend.config.env_config import EnvConfig
+from backend.data_download.market_arrays import MarketArrays, synthetic_market_arrays
 from backend.environments.intraday_env import ENV_ID, IntradayTradingEnv, register_env
-from backend.environments.market_arrays import MarketArrays, synthetic_market_arrays
 
 # SB3 recommends 1-D vectors; the sequence observation's (T, F) window is 2-D on purpose
 # (Docs/CONTRACTS.md: the sequence encoders consume it as a time series). This is the one

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from backend.config.env_config import EnvConfig
+from backend.data_download.market_arrays import MarketArrays, synthetic_market_arrays
 from backend.environments.intraday_env import IntradayTradingEnv
-from backend.environments.market_arrays import MarketArrays, synthetic_market_arrays
 from backend.evaluation.baselines import (
     BASELINE_NAMES,
     random_targets,

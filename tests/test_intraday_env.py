@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from backend.config.env_config import EnvConfig
+from backend.data_download.market_arrays import MarketArrays, synthetic_market_arrays
 from backend.data_download.market_calendar import session_bar_layout
 from backend.environments.intraday_env import INFO_KEYS, IntradayTradingEnv
-from backend.environments.market_arrays import MarketArrays, synthetic_market_arrays
 
 NS_15M = 15 * 60 * 1_000_000_000
 

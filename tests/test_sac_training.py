@@ -21,7 +21,7 @@ from backend.data_download.synthetic_market import (
 )
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.models.feature_extractors import encoder_policy_kwargs
-from backend.training.sac import YoopSAC, split_samples
+from backend.models.sac import YoopSAC, split_samples
 
 th.set_num_threads(1)
 

@@ -21,7 +21,7 @@ from backend.data_download.synthetic_market import (
     SyntheticMarketConfig,
     generate_synthetic_market,
 )
-from backend.training.sac import YoopSAC
+from backend.models.sac import YoopSAC
 from backend.training.train import (
     TRAINING_ENV_DEFAULTS,
     load_run_file,

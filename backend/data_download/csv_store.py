@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backend.data_download.schema import INDEX_NAME, NY_TZ, OHLCV_COLUMNS
+from backend.data_download.schema import INDEX_NAME, NY_TZ, OHLCV_COLUMNS, bar_index
 from backend.utils.atomic_io import write_text_atomic
 
 CSV_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S%z"
@@ -70,10 +70,12 @@ def write_sessions(
     """Split a bar frame by New York calendar date and write one file per session."""
     if frame.empty:
         return []
-    local = frame.index.tz_convert(NY_TZ)
+    local = bar_index(frame).tz_convert(NY_TZ)
     written = []
-    for day, part in frame.groupby(local.normalize().date):
-        written.append(write_csv_atomic(part, session_csv_path(data_dir, symbol, day, interval)))
+    for day, part in frame.groupby(local.normalize().date):  # day: a datetime.date
+        written.append(
+            write_csv_atomic(part, session_csv_path(data_dir, symbol, str(day), interval))
+        )
     return written
 
 
@@ -105,7 +107,7 @@ def write_sessions_bulk(
         cells[np.isnan(values)] = ""
         lines = lines + "," + cells.astype(object)
     header = ",".join((INDEX_NAME, *OHLCV_COLUMNS)) + "\n"
-    days = frame.index.tz_convert(NY_TZ).strftime("%Y-%m-%d").to_numpy(dtype=str)
+    days = bar_index(frame).tz_convert(NY_TZ).strftime("%Y-%m-%d").to_numpy(dtype=str)
     starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
     ends = np.r_[starts[1:], len(days)]
     written = []

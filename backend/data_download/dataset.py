@@ -23,10 +23,10 @@ from backend.data_download.intraday_features import (
     first_valid_row,
 )
 from backend.data_download.loader import load_market
+from backend.data_download.market_arrays import MarketArrays
 from backend.data_download.market_calendar import session_bar_layout
 from backend.data_download.normalizer import FeatureNormalizer
-from backend.data_download.schema import DEFAULT_INTERVAL
-from backend.environments.market_arrays import MarketArrays
+from backend.data_download.schema import DEFAULT_INTERVAL, bar_index
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,9 @@ class SymbolDataset:
     ) -> SymbolDataset:
         """Featurize a market frame already in memory (the live trader's path too)."""
         features = compute_features(market, feature_config)
-        layout = session_bar_layout(market.index, interval, extended_hours=extended_hours)
+        layout = session_bar_layout(
+            bar_index(market, "market frame"), interval, extended_hours=extended_hours
+        )
         return cls(symbol.upper(), market, features, layout, feature_config, interval)
 
     @property

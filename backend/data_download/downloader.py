@@ -55,6 +55,7 @@ from backend.data_download.schema import (
     NY_TZ,
     OHLCV_COLUMNS,
     VIX_SYMBOL,
+    bar_index,
     empty_bar_frame,
     interval_to_timedelta,
 )
@@ -517,7 +518,7 @@ def update_symbol(
     fetched = source.fetch(symbol, interval, window.start, window.end, extended_hours)
     bars, forming, off_grid, incomplete = _clean(fetched, interval, window, extended_hours, now)
 
-    days = bars.index.tz_convert(NY_TZ).strftime("%Y-%m-%d")
+    days = bar_index(bars).tz_convert(NY_TZ).strftime("%Y-%m-%d")
     day_list = sorted(set(days))
     per_session, stored = _stored_bars(Path(data_dir), symbol, interval, day_list)
     conflicts = _conflicts(stored, bars)

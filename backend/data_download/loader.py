@@ -44,6 +44,7 @@ from backend.data_download.schema import (
     DataIssue,
     DataValidationError,
     Severity,
+    bar_index,
     empty_bar_frame,
     interval_to_timedelta,
 )
@@ -388,7 +389,7 @@ def select_window(
 def _finish(bars: pd.DataFrame) -> pd.DataFrame:
     if len(bars) == 0:
         empty = empty_bar_frame()
-        empty.index = empty.index.as_unit("ns")
+        empty.index = bar_index(empty).as_unit("ns")
         return empty
     return bars
 
@@ -633,22 +634,23 @@ def join_vix_asof(
     Raises:
         ValueError: An input is not a bar frame, or ``bars`` already has ``vix``.
     """
+    indexes: list[pd.DatetimeIndex] = []
     for name, frame in (("bars", bars), ("vix_bars", vix_bars)):
-        index = frame.index
-        if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
-            raise ValueError(f"{name} needs a timezone-aware DatetimeIndex (a bar frame)")
+        index = bar_index(frame, name)
         if not index.is_monotonic_increasing or not index.is_unique:
             raise ValueError(f"{name} index must be strictly increasing")
+        indexes.append(index)
+    bars_index, vix_index = indexes
     if "close" not in vix_bars.columns:
         raise ValueError("vix_bars needs a 'close' column")
     if "vix" in bars.columns:
         raise ValueError("bars already has a 'vix' column")
     step = interval_to_timedelta(interval)
     vix_step = interval_to_timedelta(vix_interval or interval)
-    left = pd.DataFrame({"close_time": (bars.index.tz_convert(NY_TZ) + step).as_unit("ns")})
+    left = pd.DataFrame({"close_time": (bars_index.tz_convert(NY_TZ) + step).as_unit("ns")})
     right = pd.DataFrame(
         {
-            "close_time": (vix_bars.index.tz_convert(NY_TZ) + vix_step).as_unit("ns"),
+            "close_time": (vix_index.tz_convert(NY_TZ) + vix_step).as_unit("ns"),
             "vix": vix_bars["close"].to_numpy(dtype="float64"),
         }
     )

@@ -72,12 +72,13 @@ def expected_bar_starts(
     """
     step = interval_to_timedelta(interval)
     pieces: list[pd.DatetimeIndex] = []
-    for day, row in schedule.iterrows():
+    days = pd.DatetimeIndex(schedule.index)  # naive session dates
+    for day, opening, closing in zip(days, schedule["open"], schedule["close"], strict=True):
         if extended_hours:
-            local_day = pd.Timestamp(day).tz_localize(NY_TZ)
+            local_day = day.tz_localize(NY_TZ)
             first, end = local_day + EXTENDED_OPEN, local_day + EXTENDED_CLOSE
         else:
-            first, end = row["open"], row["close"]
+            first, end = opening, closing
         pieces.append(pd.date_range(first, end - step, freq=step, tz=NY_TZ))
     if not pieces:
         return pd.DatetimeIndex([], tz=NY_TZ, name="timestamp")
@@ -112,7 +113,7 @@ def session_bar_layout(
     # Work in int64 nanoseconds (UTC): datetime arithmetic through object arrays was the
     # bottleneck of this function on long histories.
     starts_ns = local.as_unit("ns").asi8
-    pos = sched.index.as_unit("ns").get_indexer(days.as_unit("ns"))
+    pos = pd.DatetimeIndex(sched.index).as_unit("ns").get_indexer(days.as_unit("ns"))
     on_session = pos >= 0
     if extended_hours:
         midnight = days.tz_localize(NY_TZ).as_unit("ns").asi8

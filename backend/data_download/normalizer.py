@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -199,7 +199,7 @@ class FeatureNormalizer:
         if not self.is_fitted:
             raise RuntimeError("normalizer is not fitted; call fit() or load() first")
 
-    def check_columns(self, columns: Sequence[object]) -> None:
+    def check_columns(self, columns: Iterable[object]) -> None:
         """Raise a ValueError listing missing and unexpected names if ``columns`` differ."""
         self._require_fitted()
         given = [str(c) for c in columns]

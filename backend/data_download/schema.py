@@ -46,6 +46,18 @@ def interval_to_timedelta(interval: str) -> pd.Timedelta:
         ) from None
 
 
+def bar_index(frame: pd.DataFrame | pd.Series, what: str = "bar frame") -> pd.DatetimeIndex:
+    """The index of ``frame`` as a tz-aware ``DatetimeIndex``, the one a bar frame must have.
+
+    Raises:
+        ValueError: naming ``what`` if the index is not a timezone-aware DatetimeIndex.
+    """
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise ValueError(f"{what} needs a timezone-aware DatetimeIndex (Docs/CONTRACTS.md)")
+    return index
+
+
 class Severity(str, Enum):
     """How bad a data problem is: errors stop a load, warnings are reported and tolerated."""
 

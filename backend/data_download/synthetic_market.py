@@ -635,8 +635,8 @@ def _build_grid(config: SyntheticMarketConfig) -> _Grid:
     if sched.empty:
         raise ValueError(f"no XNYS session between {config.start} and {config.end}")
     index = expected_bar_starts(sched, DEFAULT_INTERVAL)
-    n_bars = pd.Series(index.tz_localize(None).normalize()).value_counts(sort=False)
-    n_bars = n_bars.reindex(sched.index).to_numpy(dtype=np.int64)
+    counts = pd.Series(index.tz_localize(None).normalize()).value_counts(sort=False)
+    n_bars = counts.reindex(sched.index).to_numpy(dtype=np.int64)
     valid = np.arange(int(n_bars.max()))[None, :] < n_bars[:, None]  # (S, K)
     return _Grid(index=index, n_bars=n_bars, valid=valid)
 

@@ -76,7 +76,7 @@ import numpy as np
 from gymnasium import spaces
 
 from backend.config.env_config import EnvConfig
-from backend.environments.market_arrays import MarketArrays
+from backend.data_download.market_arrays import MarketArrays
 from backend.environments.rewards import DifferentialSharpeRatio, make_reward
 
 ENV_ID = "YoopRL/IntradayTrading-v0"

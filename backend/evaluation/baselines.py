@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from backend.config.env_config import EnvConfig
-from backend.environments.market_arrays import MarketArrays
+from backend.data_download.market_arrays import MarketArrays
 from backend.evaluation.metrics import BARS_PER_YEAR, PerformanceMetrics, compute_metrics
 
 BASELINE_NAMES: tuple[str, ...] = ("flat", "buy_and_hold", "buy_and_hold_through", "random")

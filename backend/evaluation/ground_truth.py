@@ -50,7 +50,9 @@ def pooled_session_returns(
         dates = ts.tz_convert("America/New_York").strftime("%Y-%m-%d")
         growth = pd.Series(1.0 + np.asarray(entry["series"]["net_returns"]), index=dates)
         sessions = growth.groupby(level=0).prod() - 1.0
-        per_replicate.setdefault(int(result.get("replicate", 0)), {}).update(sessions.to_dict())
+        per_replicate.setdefault(int(result.get("replicate", 0)), {}).update(
+            {str(day): float(value) for day, value in sessions.items()}
+        )
     frame = pd.DataFrame(per_replicate).sort_index()
     return frame.mean(axis=1)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from backend.evaluation.plots import plot_drawdowns, plot_equity_curves, plot_window_sharpe
 from backend.evaluation.statistics import bootstrap_mean_ci, paired_comparison
-from backend.training.walk_forward_runner import write_json_atomic
+from backend.utils.atomic_io import write_json_atomic
 
 __all__ = [
     "AGGREGATE_METRICS",

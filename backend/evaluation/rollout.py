@@ -13,17 +13,20 @@ import numpy as np
 
 from backend.environments.intraday_env import IntradayTradingEnv
 
+PolicyState = tuple[np.ndarray, ...] | None
+"""A recurrent policy's hidden state as SB3 passes it around (None for feed-forward ones)."""
+
 
 class Policy(Protocol):
-    """Anything with SB3's ``predict`` signature."""
+    """Anything with SB3's ``predict`` signature (``BaseAlgorithm.predict``)."""
 
     def predict(
         self,
         observation: dict[str, np.ndarray],
-        state: object = None,
-        episode_start: object = None,
+        state: PolicyState = None,
+        episode_start: np.ndarray | None = None,
         deterministic: bool = False,
-    ) -> tuple[np.ndarray, object]:
+    ) -> tuple[np.ndarray, PolicyState]:
         """Return the action for one observation."""
         ...
 

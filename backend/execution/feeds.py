@@ -19,7 +19,7 @@ import pandas as pd
 from backend.data_download.downloader import BarSource, Clock, utc_now
 from backend.data_download.loader import join_vix_asof, load_market
 from backend.data_download.market_calendar import session_bar_layout
-from backend.data_download.schema import NY_TZ
+from backend.data_download.schema import NY_TZ, bar_index
 from backend.data_download.synthetic_market import (
     SyntheticMarketConfig,
     generate_synthetic_market,
@@ -66,10 +66,11 @@ def bars_from_frame(market: pd.DataFrame) -> list[Bar]:
     """Convert a market frame (with or without ``vix``) to bars."""
     vix = market["vix"].to_numpy(dtype=np.float64) if "vix" in market else None
     out = []
-    for i, (ts, row) in enumerate(market.iterrows()):
+    stamps = bar_index(market, "market frame").tz_convert(NY_TZ)
+    for i, (ts, (_, row)) in enumerate(zip(stamps, market.iterrows(), strict=True)):
         out.append(
             Bar(
-                pd.Timestamp(ts).tz_convert(NY_TZ),
+                ts,
                 float(row["open"]),
                 float(row["high"]),
                 float(row["low"]),

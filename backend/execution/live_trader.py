@@ -180,7 +180,7 @@ class LiveTrader:
         self._order_times = [pd.Timestamp(t) for t in state.get("order_times", [])]
         self.last_verdict: Verdict | None = None
         self._last_price = float(state.get("last_price", float("nan")))
-        self._layout_cache: dict[pd.Timestamp, tuple[pd.Timestamp, int]] = {}
+        self._layout_cache: dict[pd.Timestamp, tuple[pd.Timestamp, int] | None] = {}
 
     @classmethod
     def from_bundle(
@@ -226,13 +226,13 @@ class LiveTrader:
         day = ts.tz_localize(None).normalize()
         if day not in self._layout_cache:
             sched = session_schedule(day, day)
-            if sched.empty:
-                self._layout_cache[day] = (pd.NaT, 0)
-            else:
-                self._layout_cache[day] = (sched["open"].iloc[0], len(expected_bar_starts(sched)))
-        opening, bars = self._layout_cache[day]
-        if bars == 0:
+            self._layout_cache[day] = (
+                None if sched.empty else (sched["open"].iloc[0], len(expected_bar_starts(sched)))
+            )
+        layout = self._layout_cache[day]
+        if layout is None:  # not a session day
             return None
+        opening, bars = layout
         offset = ts - opening
         if offset % BAR != pd.Timedelta(0):
             return None

@@ -51,11 +51,11 @@ from gymnasium import spaces
 from backend.config.env_config import EnvConfig
 from backend.config.training_config import FeatureConfig, TrainingSettings, config_from_dict
 from backend.data_download.intraday_features import feature_names as config_feature_names
+from backend.data_download.market_arrays import MarketArrays
 from backend.data_download.normalizer import FeatureNormalizer, normalizer_filename
 from backend.environments.intraday_env import IntradayTradingEnv
-from backend.environments.market_arrays import MarketArrays
 from backend.models.feature_extractors import uses_sequence_observation
-from backend.training.sac import YoopSAC
+from backend.models.sac import YoopSAC
 from backend.utils.provenance import collect_provenance
 
 __all__ = [

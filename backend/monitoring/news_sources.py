@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -21,13 +21,16 @@ from xml.etree.ElementTree import Element, ParseError
 
 import httpx
 
+_xml_fromstring: Callable[[bytes], Element]
 try:  # pragma: no cover - depends on the environment
-    from defusedxml.ElementTree import fromstring as _xml_fromstring  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    from defusedxml.ElementTree import fromstring as _defused_fromstring
 
+    _xml_fromstring = _defused_fromstring
     HAVE_DEFUSEDXML = True
 except ImportError:  # pragma: no cover - depends on the environment
-    from xml.etree.ElementTree import fromstring as _xml_fromstring
+    from xml.etree.ElementTree import fromstring as _stdlib_fromstring
 
+    _xml_fromstring = _stdlib_fromstring
     HAVE_DEFUSEDXML = False
 
 logger = logging.getLogger(__name__)

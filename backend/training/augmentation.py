@@ -74,8 +74,8 @@ class TrainingAugmentation(
             if self.input_jitter > 0.0:
                 x += self.input_jitter * self._rng.standard_normal(x.shape).astype(np.float32)
             if self.feature_dropout > 0.0:
-                keep = self._rng.random(x.shape[-1]) >= self.feature_dropout  # (F,)
-                x *= keep.astype(np.float32)
+                keep = np.greater_equal(self._rng.random(x.shape[-1]), self.feature_dropout)
+                x *= keep.astype(np.float32)  # (F,): whole columns dropped
             if key == "window" and "mask" in out:
                 x *= np.asarray(out["mask"], dtype=np.float32)[:, None]  # padding stays 0
             np.clip(x, -self._clip, self._clip, out=x)

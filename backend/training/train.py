@@ -51,14 +51,14 @@ from backend.config.training_config import (
     config_from_dict,
 )
 from backend.data_download.dataset import SymbolDataset, bar_range
+from backend.data_download.market_arrays import MarketArrays
 from backend.data_download.normalizer import FeatureNormalizer
 from backend.environments.intraday_env import IntradayTradingEnv
-from backend.environments.market_arrays import MarketArrays
 from backend.models.feature_extractors import encoder_policy_kwargs, uses_sequence_observation
 from backend.models.model_manager import save_bundle
+from backend.models.sac import YoopSAC
 from backend.training.augmentation import TrainingAugmentation
 from backend.training.callbacks import TradingMetricsCallback, ValidationEarlyStopping
-from backend.training.sac import YoopSAC
 from backend.utils.provenance import collect_provenance, data_range
 
 AGENT = "SAC_INTRADAY_DSR"

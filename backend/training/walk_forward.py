@@ -99,7 +99,7 @@ class SessionRange:
         return max(0, self.stop - self.start)
 
     def __contains__(self, item: object) -> bool:
-        return isinstance(item, (int, np.integer)) and self.start <= item < self.stop
+        return isinstance(item, (int, np.integer)) and bool(self.start <= item < self.stop)
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def spread_indices(n: int, k: int) -> list[int]:
 
 def window_table(
     windows: Sequence[WalkForwardWindow],
-    sessions: Sequence[pd.Timestamp] | pd.DatetimeIndex,
+    sessions: pd.DatetimeIndex | list[pd.Timestamp],
     bars_per_session: Sequence[int] | np.ndarray,
 ) -> pd.DataFrame:
     """One row per window: first/last date and bar count of fit, val and test."""

@@ -39,7 +39,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 import resource
 import sys
 import time
@@ -58,12 +57,12 @@ from backend.data_download.dataset import SymbolDataset, bar_range
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.evaluation.baselines import run_baselines_for_env
 from backend.evaluation.metrics import PerformanceMetrics, compute_metrics
-from backend.evaluation.rollout import rollout_policy
+from backend.evaluation.rollout import PolicyState, rollout_policy
 from backend.models.model_manager import save_bundle
 from backend.training import executors
 from backend.training.train import train_on_range
 from backend.training.walk_forward import WalkForwardConfig, WalkForwardWindow
-from backend.utils.atomic_io import write_text_atomic
+from backend.utils.atomic_io import write_json_atomic
 from backend.utils.provenance import collect_provenance, data_range
 
 __all__ = [
@@ -79,7 +78,6 @@ __all__ = [
     "plan_jobs",
     "run_job",
     "run_jobs",
-    "write_json_atomic",
     "write_run_json",
 ]
 
@@ -277,29 +275,6 @@ def load_dataset(spec: RunSpec, symbol: str) -> SymbolDataset:
 # ---------------------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to ``None`` (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    return value
-
-
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON through a temporary sibling and ``os.replace``: never a half file.
-
-    Non-finite floats are written as ``null`` so the file is strict JSON.
-    """
-    text = json.dumps(_plain(data), indent=1, allow_nan=False) + "\n"
-    return write_text_atomic(path, text)
-
-
 def load_complete_result(path: str | Path, job: Job, spec: RunSpec) -> dict[str, Any] | None:
     """The job's ``result.json`` if it is complete and belongs to this job, else None.
 
@@ -383,13 +358,15 @@ class _TimedPolicy:
     def predict(
         self,
         observation: dict[str, np.ndarray],
-        state: object = None,
-        episode_start: object = None,
+        state: PolicyState = None,
+        episode_start: np.ndarray | None = None,
         deterministic: bool = False,
-    ) -> tuple[np.ndarray, object]:
+    ) -> tuple[np.ndarray, PolicyState]:
         """Time and forward one ``predict`` call."""
         t0 = time.perf_counter()
-        out = self._model.predict(observation, state, episode_start, deterministic)
+        out: tuple[np.ndarray, PolicyState] = self._model.predict(
+            observation, state, episode_start, deterministic
+        )
         self.seconds.append(time.perf_counter() - t0)
         return out
 

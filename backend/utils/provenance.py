@@ -154,8 +154,12 @@ def collect_provenance(repo_dir: str | Path | None = None) -> dict[str, Any]:
 
 def _select(
     frame: pd.DataFrame, start: pd.Timestamp | str | None, end: pd.Timestamp | str | None
-) -> pd.DataFrame:
-    """Rows of a tz-aware bar frame with ``start <= index <= end`` (naive bounds: frame tz)."""
+) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
+    """Rows of a tz-aware bar frame with ``start <= index <= end`` (naive bounds: frame tz).
+
+    Returns:
+        The rows and their index (typed, so callers need not check it again).
+    """
     index = frame.index
     if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
         raise ValueError("bar frame needs a timezone-aware DatetimeIndex (Docs/CONTRACTS.md)")
@@ -166,7 +170,7 @@ def _select(
         ts = pd.Timestamp(bound)
         ts = ts.tz_localize(index.tz) if ts.tzinfo is None else ts
         mask &= np.asarray(keep(ts))
-    return frame.loc[mask]
+    return frame.loc[mask], index[mask]
 
 
 def hash_bars(
@@ -197,8 +201,8 @@ def hash_bars(
     missing = [c for c in BAR_HASH_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"bar frame lacks column(s) {missing} needed for its hash")
-    rows = _select(frame, start, end)
-    stamps = rows.index.tz_convert("UTC").tz_localize(None).as_unit("ns")
+    rows, index = _select(frame, start, end)
+    stamps = index.tz_convert("UTC").tz_localize(None).as_unit("ns")
     digest = hashlib.sha256(_BAR_HASH_TAG)
     digest.update(np.int64(len(rows)).tobytes())
     digest.update(np.ascontiguousarray(stamps.to_numpy().view(np.int64), dtype="<i8").tobytes())
@@ -218,7 +222,7 @@ def data_range(
     Raises:
         ValueError: if the range holds no bar, or as :func:`hash_bars`.
     """
-    rows = _select(frame, start, end)
+    rows, _ = _select(frame, start, end)
     if rows.empty:
         raise ValueError(f"no bars between {start} and {end}")
     return {
