@@ -4,7 +4,7 @@ Usage::
 
     python scripts/generate_daily_summary.py --state live_state.sqlite \
         --audit data/supervisor/audit.sqlite3 [--date YYYY-MM-DD] \
-        [--out-dir backend/evaluation/daily_reports]
+        [--out-dir backend/evaluation/daily_reports] [--supervisor-config FILE]
 
 Writes ``<out-dir>/<date>.md`` and, when the day has fills, ``<out-dir>/<date>_equity.png``.
 ``--date`` is a New York session date; by default the newest session found in the state
@@ -22,6 +22,12 @@ Where the numbers come from (the state DB keeps no bar-by-bar equity series):
 * trades are listed under the bar whose open (market orders) or close (MOC) priced them;
 * the trader logs no level-change event today, so "level changes" lists the events whose
   kind mentions a level, mode, halt or resume, plus the status after the day's last bar.
+
+The supervisor section's narrative is written by the LLM of ``--supervisor-config`` when
+its ``llm`` section is enabled (:mod:`backend.monitoring.narrative`: hard deadline, the
+day's facts sent as untrusted data, the answer reduced to one escaped plain paragraph);
+the rule-based template is used otherwise and whenever the LLM fails, and the report says
+which one wrote it (and why the LLM did not).
 
 Exit codes: 0 report written (also for a day without trading), 1 a database is missing,
 unreadable or not of the expected schema, 2 bad arguments.
@@ -279,6 +285,58 @@ def supervisor_narrative(s: DaySummary) -> str:
     return " ".join(out)
 
 
+def day_facts(s: DaySummary) -> dict[str, Any]:
+    """The facts the LLM narrates: figures, trades and supervisor decisions of the day."""
+    facts: dict[str, Any] = {"date": s.day.isoformat(), "traded": s.traded}
+    if s.traded and s.curve:
+        facts.update(
+            start_equity=round(s.start_equity, 2),
+            end_equity=round(s.end_equity, 2),
+            pnl=round(s.end_equity - s.start_equity, 2),
+            max_drawdown_pct=round(100 * s.max_drawdown, 4),
+            fills=len(s.fills),
+            orders=len(s.orders),
+            costs=round(sum(f["cost"] for f in s.fills), 2),
+        )
+    facts["supervisor_level_before"] = s.level_before
+    facts["supervisor_decisions"] = [
+        {
+            "time_ny": _hhmm(d["decided_at"]),
+            "kind": d["kind"],
+            "level": d["level"],
+            "reason": d["reason"],
+            "headlines": json.loads(d["sources"]) if isinstance(d.get("sources"), str) else [],
+            "operator": (d["override"] or {}).get("who"),
+            "operator_note": (d["override"] or {}).get("why"),
+        }
+        for d in s.decisions[-50:]
+    ]
+    facts["trader_level_events"] = [
+        {"time_ny": _hhmm(e["ts"]), "kind": e["kind"], "message": e["message"]}
+        for e in s.events
+        if any(w in e["kind"] for w in LEVEL_EVENT_WORDS)
+    ][-30:]
+    if s.status is not None:
+        facts["trader_status_end"] = {k: s.status.get(k) for k in ("mode", "level", "halt_reason")}
+    return facts
+
+
+def write_narrative(s: DaySummary, llm: Any | None) -> tuple[str, str]:
+    """``(paragraph, who wrote it)``: the LLM's when configured and it answers, else rules."""
+    if llm is None or not getattr(llm, "enabled", False):
+        return supervisor_narrative(s), "the rule-based template (no LLM configured)"
+    from backend.monitoring.narrative import llm_narrative
+
+    result = llm_narrative(day_facts(s), llm)
+    if result.text is not None:
+        return result.text, (
+            f"{result.provider} in {result.latency_s:.1f} s; the tables are authoritative"
+        )
+    return supervisor_narrative(
+        s
+    ), f"the rule-based template ({result.provider} failed: {result.error})"
+
+
 def plot_equity(s: DaySummary, path: Path) -> None:
     """Equity curve at the marked points (matplotlib, Agg canvas, no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -297,8 +355,8 @@ def plot_equity(s: DaySummary, path: Path) -> None:
     fig.savefig(path)
 
 
-def render(s: DaySummary, png_name: str | None) -> str:
-    """The Markdown report."""
+def render(s: DaySummary, png_name: str | None, narrative: tuple[str, str] | None = None) -> str:
+    """The Markdown report; ``narrative`` is ``(paragraph, who wrote it)`` (default: rules)."""
     lines = [f"# Daily summary: {s.day}", ""]
     if not s.traded:
         lines += [f"**No trading on {s.day}**: the state DB has no order and no fill that day.", ""]
@@ -367,7 +425,8 @@ def render(s: DaySummary, png_name: str | None) -> str:
             f"Status after the day's last bar: mode {s.status.get('mode')}, level "
             f"{s.status.get('level')}" + (f", halt reason: {reason}" if reason else "") + "."
         )
-    lines += ["", "## Supervisor", "", supervisor_narrative(s), ""]
+    text, author = narrative or (supervisor_narrative(s), "the rule-based template")
+    lines += ["", "## Supervisor", "", text, "", f"_Narrative written by {author}._", ""]
     if s.decisions:
         lines += [
             "| time (NY) | kind | level | rules | LLM | provider | reason |",
@@ -387,8 +446,16 @@ def render(s: DaySummary, png_name: str | None) -> str:
     return "\n".join(lines)
 
 
-def generate(state_path: Path, audit_path: Path, day: date | None, out_dir: Path) -> Path:
+def generate(
+    state_path: Path,
+    audit_path: Path,
+    day: date | None,
+    out_dir: Path,
+    llm: Any | None = None,
+) -> Path:
     """Write the report (and plot) for ``day`` (default: newest session); returns the .md path.
+
+    ``llm`` is an ``LLMConfig``: when enabled, it writes the supervisor narrative.
 
     Raises:
         InputError: If a database is missing, unreadable or of another schema.
@@ -410,7 +477,7 @@ def generate(state_path: Path, audit_path: Path, day: date | None, out_dir: Path
         png_name = f"{day.isoformat()}_equity.png"
         plot_equity(summary, out_dir / png_name)
     md = out_dir / f"{day.isoformat()}.md"
-    md.write_text(render(summary, png_name), encoding="utf-8")
+    md.write_text(render(summary, png_name, write_narrative(summary, llm)), encoding="utf-8")
     return md
 
 
@@ -421,14 +488,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audit", required=True, type=Path, help="the supervisor audit SQLite")
     parser.add_argument("--date", type=date.fromisoformat, help="session date, YYYY-MM-DD")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
+    parser.add_argument(
+        "--supervisor-config",
+        type=Path,
+        default=None,
+        help="the supervisor's YAML config: its enabled 'llm' section writes the narrative "
+        "(rule-based template otherwise and on any LLM failure)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
+    llm = None
+    if args.supervisor_config is not None:
+        from backend.config.supervisor_config import load_supervisor_config
+
+        try:
+            llm = load_supervisor_config(args.supervisor_config).llm
+        except (OSError, ValueError, TypeError) as exc:
+            print(f"error: --supervisor-config {args.supervisor_config}: {exc}", file=sys.stderr)
+            return 2
     try:
-        md = generate(args.state, args.audit, args.date, args.out_dir)
+        md = generate(args.state, args.audit, args.date, args.out_dir, llm)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

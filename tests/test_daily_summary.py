@@ -12,8 +12,8 @@ import asyncio
 import hashlib
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +21,8 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
 from backend.config.env_config import EnvConfig
 from backend.config.live_config import GuardConfig, LiveConfig
@@ -253,3 +255,118 @@ def test_databases_are_only_read(script: ModuleType, dbs: Dbs, tmp_path: Path) -
     assert _run(script, dbs, tmp_path) == 0
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (dbs.state, dbs.audit)}
     assert before == after
+
+
+# --------------------------------------------------------------------------- LLM narrative
+
+
+@dataclass
+class FakeNarrator:
+    """Behaviour of the fake OpenAI-compatible server: ok, slow or 500."""
+
+    mode: str = "ok"
+    content: str = ""
+    requests: list[dict[str, object]] = field(default_factory=list)
+
+
+def _narrator_app(fake: FakeNarrator) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        fake.requests.append(await request.json())
+        if fake.mode == "slow":
+            for _ in range(100):  # at most 5 s, less when the client hangs up
+                if await request.is_disconnected():
+                    break
+                await asyncio.sleep(0.05)
+        if fake.mode == "500":
+            return JSONResponse({"error": "boom"}, status_code=500)
+        message = {"role": "assistant", "content": fake.content}
+        return JSONResponse({"choices": [{"index": 0, "message": message}]})
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def narrator() -> Iterator[tuple[FakeNarrator, str]]:
+    from console_support import serve
+
+    fake = FakeNarrator()
+    with serve(_narrator_app(fake)) as url:
+        yield fake, url
+
+
+def _llm_config(tmp_path: Path, url: str, deadline_s: float = 3.0) -> Path:
+    path = tmp_path / "supervisor.yaml"
+    path.write_text(
+        f"llm:\n  enabled: true\n  base_url: {url}/v1\n  model: fake-narrator\n"
+        f"  deadline_s: {deadline_s}\n  api_key_env: YOOPRL_TEST_NARRATOR_KEY\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_llm_writes_the_narrative_as_one_inert_paragraph(
+    script: ModuleType, dbs: Dbs, tmp_path: Path, narrator, monkeypatch
+) -> None:
+    fake, url = narrator
+    fake.mode, fake.requests[:] = "ok", []
+    fake.content = (
+        "Trading was halted at 12:15 after an exchange headline.\n\n# Heading\n"
+        "<script>alert(1)</script> [click](http://evil.example) ![x](http://evil.example/x.png)"
+        " | table | sk-narrator-secret"
+    )
+    monkeypatch.setenv("YOOPRL_TEST_NARRATOR_KEY", "sk-narrator-secret")
+    cfg = _llm_config(tmp_path, url)
+    assert _run(script, dbs, tmp_path, "--supervisor-config", str(cfg)) == 0
+    md = (tmp_path / f"{DAYS[3]}.md").read_text()
+    section = md.split("## Supervisor\n\n", 1)[1].split("\n\n", 1)[0]
+    assert section.startswith("Trading was halted at 12:15 after an exchange headline.")
+    assert "\n" not in section  # one paragraph: no heading, list or table can start
+    assert "<script>" not in md and "&lt;script&gt;" in section
+    assert "](" not in section and "\\[click\\]\\(http://evil.example\\)" in section
+    assert "_Narrative written by llm:fake-narrator in " in md
+    # the facts went as data: the headline JSON-encoded inside <data>, '<' escaped
+    user = fake.requests[0]["messages"][1]["content"]  # type: ignore[index]
+    assert "<data>" in user and HALT_TITLE in user
+    assert "circuit breaker drill" in user
+    assert "<" not in user.split("<data>\n", 1)[1].split("\n</data>", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("mode", "why"), [("slow", "deadline of 1.00 s exceeded"), ("500", "HTTP 500")]
+)
+def test_a_failing_llm_falls_back_to_the_template_within_the_deadline(
+    script: ModuleType, dbs: Dbs, tmp_path: Path, narrator, mode: str, why: str
+) -> None:
+    import time
+
+    fake, url = narrator
+    fake.mode, fake.content = mode, "never used"
+    cfg = _llm_config(tmp_path, url, deadline_s=1.0)
+    started = time.monotonic()
+    assert _run(script, dbs, tmp_path, "--supervisor-config", str(cfg)) == 0
+    assert time.monotonic() - started < 30  # the report itself; the LLM part is <= 1 s
+    md = (tmp_path / f"{DAYS[3]}.md").read_text()
+    assert "At 12:15 the level moved to Halt: escalated: 1 headline(s) match Halt rules" in md
+    assert (
+        f"_Narrative written by the rule-based template (llm:fake-narrator failed: {why})._" in md
+    )
+
+
+def test_narrative_deadline_holds_against_a_slow_server(narrator) -> None:
+    import time
+
+    from backend.config.supervisor_config import LLMConfig
+    from backend.monitoring.narrative import llm_narrative
+
+    fake, url = narrator
+    fake.mode = "slow"
+    started = time.monotonic()
+    result = llm_narrative(
+        {"date": "2024-10-04"}, LLMConfig(enabled=True, base_url=f"{url}/v1", deadline_s=0.5)
+    )
+    elapsed = time.monotonic() - started
+    assert result.text is None and result.error == "deadline of 0.50 s exceeded"
+    assert elapsed < 1.5

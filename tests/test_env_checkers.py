@@ -15,7 +15,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan
 
 from backend.config.env_config import EnvConfig
 from backend.data_download.market_arrays import MarketArrays, synthetic_market_arrays
-from backend.environments.intraday_env import ENV_ID, IntradayTradingEnv, register_env
+from backend.environments.intraday_env import IntradayTradingEnv
+
+# The project's id (ENV_ID) builds the env from data (tests/test_env_factory.py checks it);
+# these tests feed hand-made arrays with holes and half days, so they register the class
+# itself under a test id: gym.make still gives the env a spec and Gymnasium's wrappers.
+ARRAYS_ENV_ID = "YoopRLTest/IntradayTradingFromArrays-v0"
+if ARRAYS_ENV_ID not in gym.registry:
+    gym.register(id=ARRAYS_ENV_ID, entry_point=IntradayTradingEnv)
 
 # SB3 recommends 1-D vectors; the sequence observation's (T, F) window is 2-D on purpose
 # (Docs/CONTRACTS.md: the sequence encoders consume it as a time series). This is the one
@@ -55,8 +62,9 @@ def recorded_warnings() -> Iterator[list[warnings.WarningMessage]]:
 def test_gymnasium_check_env(arrays: MarketArrays, name: str) -> None:
     # Made through the registry so the env has a spec: that enables Gymnasium's
     # observation-equivalence determinism checks and the close() re-creation check.
-    register_env()
-    env = gym.make(ENV_ID, arrays=arrays, config=CONFIGS[name], bar_range=(10, arrays.n_bars))
+    env = gym.make(
+        ARRAYS_ENV_ID, arrays=arrays, config=CONFIGS[name], bar_range=(10, arrays.n_bars)
+    )
     with recorded_warnings() as caught:
         gym_check_env(env.unwrapped)
     assert [str(w.message) for w in caught] == []
@@ -79,8 +87,7 @@ def test_sb3_check_env(arrays: MarketArrays, name: str) -> None:
 def test_passive_checker_over_full_episodes(arrays: MarketArrays, name: str) -> None:
     # gym.make wraps the env in PassiveEnvChecker and OrderEnforcing; several whole episodes
     # through the wrappers must stay silent, and every observation inside the space.
-    register_env()
-    env = gym.make(ENV_ID, arrays=arrays, config=CONFIGS[name])
+    env = gym.make(ARRAYS_ENV_ID, arrays=arrays, config=CONFIGS[name])
     env.action_space.seed(0)
     with recorded_warnings() as caught:
         obs, _ = env.reset(seed=0)

@@ -55,7 +55,8 @@ class SupervisorConfig:
     """How the trader asks the supervisor service for its verdict."""
 
     url: str | None = None
-    """Base URL, e.g. ``http://127.0.0.1:8100``; ``None`` = no supervisor (treated as
+    """Base URL, e.g. ``http://127.0.0.1:8765`` (the supervisor's default port,
+    ``SupervisorConfig.port`` in ``supervisor_config.py``); ``None`` = no supervisor (treated as
     unreachable: the persisted verdict, at least Caution, applies)."""
     deadline_s: float = 2.0
     """Hard total deadline of one query (connect + request + body), in seconds."""

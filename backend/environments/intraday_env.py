@@ -80,7 +80,8 @@ from backend.data_download.market_arrays import MarketArrays
 from backend.environments.rewards import DifferentialSharpeRatio, make_reward
 
 ENV_ID = "YoopRL/IntradayTrading-v0"
-"""Gymnasium id registered by :func:`register_env`."""
+"""Gymnasium id, registered by :func:`register_env` when :mod:`backend.environments` is
+imported."""
 
 INFO_KEYS: tuple[str, ...] = (
     "equity",
@@ -427,8 +428,11 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 def register_env() -> None:
     """Register :data:`ENV_ID` with Gymnasium (idempotent).
 
-    Not done at import time, to keep imports free of global side effects; call it before
-    ``gym.make(ENV_ID, arrays=..., config=..., bar_range=...)``.
+    Importing :mod:`backend.environments` calls this (Gymnasium's convention for env
+    packages, so ``gym.make("backend.environments:YoopRL/IntradayTrading-v0")`` and RL
+    Zoo's ``--gym-packages backend.environments`` work). The entry point is
+    :func:`backend.environments.factory.make_intraday_env`, named as a string so that
+    registering imports nothing heavy: ``gym.make(ENV_ID, **kwargs)`` loads the data.
     """
     if ENV_ID not in gym.registry:
-        gym.register(id=ENV_ID, entry_point=f"{__name__}:IntradayTradingEnv")
+        gym.register(id=ENV_ID, entry_point="backend.environments.factory:make_intraday_env")

@@ -39,7 +39,7 @@ from backend.data_download.synthetic_market import (
     market_scenario,
     read_marker,
 )
-from backend.evaluation import ground_truth
+from backend.evaluation import ground_truth, tracking
 from backend.evaluation import report as reports
 from backend.training import walk_forward_runner as runner
 from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
@@ -167,6 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="ADDRESS",
         help="with --executor ray: existing cluster to use (auto, ray://host:10001)",
+    )
+    parser.add_argument(
+        "--tracking",
+        default="none",
+        choices=tracking.TRACKERS,
+        help="experiment tracking besides TensorBoard: mlflow logs the config, per-step and "
+        "final metrics, report, plots and bundles, one nested run per (window, mode) (needs "
+        f"{tracking.MLFLOW_INSTALL_HINT}; default: none)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="with --tracking mlflow: tracking server or store URI (default: a local file "
+        "store in <run directory>/mlruns)",
     )
     parser.add_argument(
         "--no-vix",
@@ -435,6 +450,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be >= 1")
+    if args.tracking_uri is not None and args.tracking != "mlflow":
+        raise UserError("--tracking-uri needs --tracking mlflow")
+    if args.tracking == "mlflow" and importlib.util.find_spec("mlflow") is None:
+        hint = tracking.MLFLOW_INSTALL_HINT
+        raise UserError(f"--tracking mlflow needs MLflow, which is not installed: {hint}")
     if args.resume is not None:
         spec = _spec_from_run_dir(args.resume)
         data_dir, synthetic = Path(spec.data_dir), spec.synthetic
@@ -486,6 +506,7 @@ def _run_one(
         resume=args.resume is not None,
         executor=args.executor,
         ray_address=args.ray_address,
+        tracker=tracking.make_tracker(args.tracking, spec.output_dir, args.tracking_uri),
     )
 
 
@@ -565,8 +586,10 @@ def execute(
     resume: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
+    tracker: tracking.Tracker | None = None,
 ) -> int:
     """Run the pending jobs, then write the reports; returns the exit code."""
+    tracker = tracker or tracking.NullTracker()
     out = Path(spec.output_dir)
     jobs = runner.plan_jobs(windows, sessions, spec.modes, spec.seeds)
     if not resume:
@@ -593,6 +616,7 @@ def execute(
         f"already done, {len(pending)} to run on {workers} worker(s) ({executor})"
     )
     progress, task = _progress(len(jobs), len(jobs) - len(pending))
+    tracker.start(json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8")))
 
     def on_done(job: runner.Job, result: dict[str, Any]) -> None:
         sharpe = ", ".join(
@@ -601,6 +625,7 @@ def execute(
         )
         progress.console.print(f"  {job.name}: {sharpe} ({result['job_time_s']:.0f} s)")
         progress.update(task, advance=1, description=job.name)
+        tracker.log_job(job.name, result)
 
     with progress:
         try:
@@ -613,6 +638,7 @@ def execute(
                 ray_address=ray_address,
             )
         except BaseException as exc:
+            tracker.finish({}, status="FAILED")
             # Finished jobs keep their result.json; say how to continue, then fail loudly.
             print(
                 f"run stopped ({type(exc).__name__}: {exc}); finished jobs are kept, continue "
@@ -623,6 +649,7 @@ def execute(
     results = runner.collect_results(spec, jobs)
     run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
     metrics = reports.write_run_report(out, run_info, results)
+    tracker.finish(metrics)
     index = reports.update_experiments_index(EXPERIMENTS_DIR / "README.md", out, metrics)
     print(f"\nexperiments index: {index}")
     if spec.modes == ("manual",):
@@ -634,6 +661,10 @@ def execute(
     for c in metrics["comparisons"]:
         print(f"  {c['verdict']}")
     print(f"report: {out / 'report.md'}")
+    if (out / "tensorboard").is_dir():
+        print(f"tensorboard: tensorboard --logdir {out / 'tensorboard'}")
+    if tracker.describe():
+        print(tracker.describe())
     return 0
 
 

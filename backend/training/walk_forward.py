@@ -292,7 +292,8 @@ _SHORT_TRAINING: dict[str, Any] = {
     "eval_every_steps": 1_000,
     "early_stop_window": 4,
     "early_stop_smoothing": 2,
-    "tensorboard_log": None,
+    # TensorBoard stays on (the TrainingSettings default): the runner writes it under
+    # <output>/tensorboard; its cost is measured by benchmarks/bench_tensorboard.py.
 }
 
 

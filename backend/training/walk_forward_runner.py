@@ -417,6 +417,8 @@ def _train_and_test_symbol(
         spec.env,
         run_name=f"w{job.window:02d}_{job.folder}_{symbol}",
         progress_bar=False,
+        # One attention-entropy probe per validation evaluation, so short runs log it too.
+        attention_probe_every=settings.eval_every_steps,
     )
     arrays = ds.arrays(result.normalizer)
     test_range = bar_range(arrays, *ds.session_bounds(*test))
