@@ -38,12 +38,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.config.env_config import EnvConfig  # noqa: E402
 from backend.data_download.market_arrays import (  # noqa: E402
     MarketArrays,
     synthetic_market_arrays,
 )
+from backend.environments.env_config import EnvConfig  # noqa: E402
 from backend.environments.intraday_env import IntradayTradingEnv  # noqa: E402
+from backend.environments.rewards import DSRConfig  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_env.json"
 
@@ -84,7 +85,9 @@ def run_floor(
     hi = env.bar_range[1]
     n_sessions = cfg.episode_sessions
     c, deadband, max_pos = cfg.cost_rate, cfg.deadband, cfg.max_position
-    eta, warmup, eps, scale = cfg.dsr_eta, cfg.dsr_warmup_steps, cfg.dsr_eps, cfg.reward_scale
+    reward = env.reward_config
+    assert isinstance(reward, DSRConfig), "the floor re-implements the DSR reward only"
+    eta, warmup, eps, scale = reward.eta, reward.warmup_steps, reward.eps, reward.scale
     ruin, flatten = cfg.ruin_equity, cfg.flatten_at_close
     action_l = actions[:, 0].astype(np.float64).tolist()
 

@@ -148,29 +148,33 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
     from gymnasium.wrappers import FlattenObservation
     from stable_baselines3 import SAC
 
-    from backend.config.training_config import TrainingSettings
+    from backend.config.experiment import resolve_experiment
     from backend.data_download.market_arrays import synthetic_market_arrays
     from backend.environments.intraday_env import IntradayTradingEnv
-    from backend.training.train import build_model, resolve_env_config
+    from backend.training.train import build_model
 
     mode: str = spec["mode"]
     arrays = synthetic_market_arrays(spec["sessions"], spec["features"], seed=spec["seed"])
     buffer_size = spec["learning_starts"] + spec["warmup"] + spec["steps"] + 1
-    settings = TrainingSettings(
-        encoder_mode="manual" if mode == BASELINE else mode,  # type: ignore[arg-type]
-        sequence_length=spec["window"],
-        share_features_extractor=bool(spec["shared"]),
-        batch_size=spec["batch_size"],
-        learning_starts=spec["learning_starts"],
-        buffer_size=buffer_size,
-        train_freq=1,
-        gradient_steps=1,
-        seed=spec["seed"],
-        device=spec["device"],
-        tensorboard_log=None,
+    config = resolve_experiment(
+        overrides={
+            "encoder": {"name": "manual" if mode == BASELINE else mode},
+            "env": {"sequence_length": spec["window"]},
+            "training": {
+                "share_features_extractor": bool(spec["shared"]),
+                "batch_size": spec["batch_size"],
+                "learning_starts": spec["learning_starts"],
+                "buffer_size": buffer_size,
+                "train_freq": 1,
+                "gradient_steps": 1,
+                "seed": spec["seed"],
+                "device": spec["device"],
+                "tensorboard_log": None,
+            },
+        }
     )
-    env_config = resolve_env_config(settings, None)
-    env: Any = IntradayTradingEnv(arrays, env_config)
+    settings = config.training
+    env: Any = IntradayTradingEnv(arrays, config.env, reward=config.reward)
     if mode == BASELINE:
         env = FlattenObservation(env)
 
@@ -193,7 +197,7 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
             verbose=0,
         )
     else:
-        model = build_model(env, settings, tensorboard_log=None)
+        model = build_model(env, config, tensorboard_log=None)
 
     model.learn(total_timesteps=spec["learning_starts"] + spec["warmup"])
     wall0, cpu0 = time.perf_counter(), time.process_time()

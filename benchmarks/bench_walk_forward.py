@@ -210,11 +210,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _child_main(args.child)
         return {}
 
-    from backend.data_download.synthetic_market import MARKET_NAMES, ensure_scenario_dataset
-    from backend.scripts.run_walk_forward import SYNTHETIC_DIR
+    from backend.config.experiment import resolve_experiment
+    from backend.data_download.synthetic_market import MARKET_NAMES
+    from backend.training.train import resolve_data_dir
 
-    for market in MARKET_NAMES:  # generated before anything is timed
-        ensure_scenario_dataset(REPO / SYNTHETIC_DIR, market)
+    cwd = Path.cwd()
+    os.chdir(REPO)  # the job's data paths are relative to the repository root
+    try:
+        for market in MARKET_NAMES:  # generated before anything is timed
+            resolve_data_dir(resolve_experiment(overrides={"data": {"market": market}}))
+    finally:
+        os.chdir(cwd)
 
     started = time.perf_counter()
     load_start = _load_1m()

@@ -7,7 +7,8 @@ Usage::
 
 Trains with checkpoint=last and best_model_path, then scores the best and the last weights
 on the test range of a 260-session market (fit 150, val 30, test ~65) of seed MARKET_SEED
-(not the default 25), printing one JSON line. key=value are TrainingSettings overrides.
+(not the default 25), printing one JSON line. key=value are ``training`` section overrides
+over the ``short`` preset.
 """
 
 import dataclasses
@@ -21,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch as th
 
-from backend.config.training_config import FeatureConfig, TrainingSettings
+from backend.config.experiment import resolve_experiment
 from backend.data_download.dataset import SymbolDataset, bar_range
+from backend.data_download.feature_config import FeatureConfig
 from backend.data_download.loader import join_vix_asof
 from backend.data_download.synthetic_market import (
     DEFAULT_CONFIG,
@@ -33,7 +35,7 @@ from backend.data_download.synthetic_market import (
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.evaluation.rollout import rollout_policy
 from backend.models.sac import YoopSAC
-from backend.training.train import TRAINING_ENV_DEFAULTS, train_on_range
+from backend.training.train import train_on_range
 
 scenario, mode, variant, steps, mseed = (
     sys.argv[1],
@@ -60,45 +62,31 @@ ds = SymbolDataset.from_market(
 )
 s = ds.ready_sessions
 fit, val, test = (s[0], s[149]), (s[155], s[184]), (s[190], s[-1])
-env = {
-    "exact": TRAINING_ENV_DEFAULTS,
-    "new": dataclasses.replace(
-        TRAINING_ENV_DEFAULTS, dsr_bias_correction=True, dsr_warmup_steps=2, dsr_floor_vol=0.5
-    ),
+reward = {
+    "exact": {},
+    "new": {"bias_correction": True, "warmup_steps": 2, "floor_vol": 0.5},
 }[variant]
-settings = TrainingSettings(
-    encoder_mode=mode,
-    sequence_length=16,
-    embedding_dim=16,
-    manual_hidden_dims=(32, 32),
-    cnn_channels=16,
-    cnn_dilations=(1, 2, 4),
-    lstm_hidden_size=16,
-    transformer_hidden_dim=16,
-    transformer_num_layers=1,
-    transformer_num_heads=2,
-    net_arch=(64, 64),
-    total_timesteps=steps,
-    learning_rate=1e-3,
-    batch_size=64,
-    buffer_size=10_000,
-    learning_starts=500,
-    eval_every_steps=1000,
-    early_stop_window=100,
-    early_stop_smoothing=2,
-    seed=mseed,
-    tensorboard_log=None,
-    share_features_extractor=True,
-    train_freq=2,
-    checkpoint="last",
-    **over,
-)
+config = resolve_experiment(
+    "short",
+    overrides={
+        "reward": reward,
+        "encoder": {"name": mode},
+        "training": {
+            "total_timesteps": steps,
+            "early_stop_window": 100,
+            "seed": mseed,
+            "tensorboard_log": None,
+            "checkpoint": "last",
+            **over,
+        },
+    },
+).for_mode(mode)
 th.manual_seed(0)
 t0 = time.time()
 best_path = Path(tempfile.mkdtemp()) / "best.zip"
-res = train_on_range(ds, fit, val, settings, env, best_model_path=best_path)
+res = train_on_range(ds, fit, val, config, best_model_path=best_path)
 arrays = ds.arrays(res.normalizer)
-tcfg = dataclasses.replace(res.env_config, episode_sessions=0, random_start=False)
+tcfg = res.env_config.model_copy(update={"episode_sessions": 0, "random_start": False})
 edge = theoretical_edge_per_bar(cfg)
 out = {
     "scenario": scenario,
@@ -117,7 +105,9 @@ models = {"last": res.model}
 if best_path.exists():
     models["best"] = YoopSAC.load(best_path, device="cpu")
 for name, model in models.items():
-    env_t = IntradayTradingEnv(arrays, tcfg, bar_range(arrays, *ds.session_bounds(*test)))
+    env_t = IntradayTradingEnv(
+        arrays, tcfg, bar_range(arrays, *ds.session_bounds(*test)), reward=res.config.reward
+    )
     ro = rollout_policy(model, env_t, deterministic=True)
     r = ro.net_returns
     out[name] = {

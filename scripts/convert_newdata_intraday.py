@@ -18,6 +18,22 @@ timestamps with their UTC offset, written atomically (``csv_store.write_csv_atom
 session file that already exists with the same bars is left alone; one with different bars
 is reported and skipped unless ``--overwrite``. Input files are only read.
 
+Finer bars are aggregated: ``--input-interval 5m`` (or ``1m``) reads and validates the rows
+at that interval, then builds ``--interval`` bars (``backend/data_download/resample.py``:
+labelled by bar start, anchored at the session open, OHLC first/max/min/last, volume
+summed; groups missing a fine bar are dropped unless ``--incomplete keep``). Sources that
+name their time column unusually take ``--time-column`` (``time_utc_naive``; a column
+name containing ``utc`` makes naive stamps UTC unless ``--source-tz`` says otherwise), and
+sources that stamp bars a fixed time after their start take ``--stamp-offset -4min``
+(added to every stamp). The symbol comes from ``--symbol`` or from a file name that is a
+ticker (``SPY.csv``, ``SPY_5m.csv``, ``spy-15min.csv``); any other name (``prices.csv``,
+``bars_5m.csv``) is refused rather than guessed, and an inferred symbol is always printed.
+
+Example, 5-minute bars stamped 4 minutes after their start in naive UTC::
+
+    python scripts/convert_newdata_intraday.py spy_5m_export.csv --symbol SPY \
+        --input-interval 5m --time-column time_utc_naive --stamp-offset -4min
+
 Exit status: 0 when everything was converted (warnings allowed; with ``--drop-bad-rows``,
 rows with errors too), 1 when an input has errors (nothing of that symbol is written unless
 ``--drop-bad-rows``) or a differing session file was skipped, 2 for bad arguments.
@@ -37,6 +53,7 @@ import pandas as pd
 
 from backend.data_download.csv_store import session_csv_path, symbol_dir, write_csv_atomic
 from backend.data_download.loader import parse_csvs
+from backend.data_download.resample import RULE, resample_bars
 from backend.data_download.schema import (
     DEFAULT_INTERVAL,
     INTERVALS,
@@ -47,14 +64,37 @@ from backend.data_download.schema import (
 from backend.data_download.validation import ZERO_VOLUME_SYMBOLS, validate_bars
 
 _SYMBOL_RE = re.compile(r"^\^?[A-Za-z][A-Za-z0-9.\-]{0,14}$")
+_TICKER_STEM_RE = re.compile(r"^\^?[A-Z][A-Z0-9.]{0,9}$")
+_INTERVAL_TAG_RE = re.compile(
+    r"^(?P<ticker>\^?[A-Za-z][A-Za-z0-9.]{0,9})[_\- ](?P<n>\d+)\s*"
+    r"(?P<unit>m|min|mins|minute|minutes|h|hr|hour|d|day|daily)$",
+    re.IGNORECASE,
+)
+_NOT_TICKERS = frozenset(
+    {"DATA", "BARS", "PRICES", "PRICE", "EXPORT", "OUTPUT", "INPUT", "FILE", "CSV", "TEST",
+     "INTRADAY", "OHLC", "OHLCV", "CANDLES", "RAW", "NEW", "SAMPLE", "DOWNLOAD", "MINUTE"}
+)  # fmt: skip
 _SESSION_NAME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\.csv$")
 _SAME_RTOL = 1e-9
 
 
 def infer_symbol(path: str | Path) -> str | None:
-    """Symbol from a file name such as ``SPY_15m.csv``, ``SPY_15min.csv`` or ``spy.csv``."""
-    head = Path(path).stem.split("_")[0].split("-")[0].split(" ")[0]
-    return head.upper().lstrip("^") if _SYMBOL_RE.match(head) else None
+    """Symbol from a file name that is a ticker, else ``None`` (then ``--symbol`` is needed).
+
+    Accepted: an upper-case ticker stem (``SPY.csv``, ``BRK.B.csv``, ``^VIX.csv``) or a
+    ticker followed by an interval tag in any case (``SPY_15m.csv``, ``spy-15min.csv``,
+    ``^VIX_15min.csv``). Anything else (``prices.csv``, ``bars_5m.csv``, ``export.csv``,
+    ``15m_data.csv``) is not guessed: a wrong symbol would file bars under another ticker.
+    """
+    stem = Path(path).stem
+    tagged = _INTERVAL_TAG_RE.match(stem)
+    if tagged is not None:
+        ticker = tagged.group("ticker").upper().lstrip("^")
+    elif _TICKER_STEM_RE.match(stem):
+        ticker = stem.lstrip("^")
+    else:
+        return None
+    return None if ticker in _NOT_TICKERS else ticker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,8 +110,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="store root")
     parser.add_argument(
         "--source-tz",
-        default=NY_TZ,
-        help="zone of naive timestamps (stamps with a UTC offset keep their offset)",
+        default=None,
+        help="zone of naive timestamps (stamps with a UTC offset keep their offset); default "
+        f"{NY_TZ}, or UTC when --time-column names a column containing 'utc'",
+    )
+    parser.add_argument(
+        "--time-column",
+        help="header of the timestamp column when it has an unusual name (time_utc_naive)",
+    )
+    parser.add_argument(
+        "--stamp-offset",
+        default=None,
+        help="added to every stamp to get the bar start, e.g. -4min for bars stamped 4 "
+        "minutes after their start (must be shorter than the input interval)",
+    )
+    parser.add_argument(
+        "--input-interval",
+        choices=sorted(INTERVALS),
+        default=None,
+        help="interval of the input rows when finer than --interval (1m, 5m): they are "
+        "validated at that interval and aggregated (default: same as --interval)",
+    )
+    parser.add_argument(
+        "--incomplete",
+        choices=("drop", "keep"),
+        default="drop",
+        help="resampling: drop groups missing a fine bar, or build them from the bars present",
     )
     parser.add_argument(
         "--stamp",
@@ -159,15 +223,24 @@ def convert_symbol(
     names = ", ".join(str(p) for p in inputs)
     echo(
         f"{symbol}: {names} -> {folder} (stamps mark bar {args.stamp}; naive times in "
-        f"{args.source_tz}; {'extended hours' if args.extended_hours else 'regular session'})"
+        f"{args.source_tz}; {'extended hours' if args.extended_hours else 'regular session'}"
+        + (f"; stamps shifted by {args.stamp_offset}" if args.stamp_offset is not None else "")
+        + ")"
     )
+    read_interval = args.input_interval or args.interval
     parsed = parse_csvs(
-        inputs, source_tz=args.source_tz, stamp=args.stamp, interval=args.interval, symbol=symbol
+        inputs,
+        source_tz=args.source_tz,
+        stamp=args.stamp,
+        interval=read_interval,
+        symbol=symbol,
+        time_column=args.time_column,
+        stamp_offset=args.stamp_offset,
     )
     n_rows = sum(len(p.frame) for p in parsed)
     result = validate_bars(
         parsed,
-        args.interval,
+        read_interval,
         files=[str(p) for p in inputs],
         extended_hours=args.extended_hours,
         allow_zero_volume=symbol.upper().lstrip("^") in ZERO_VOLUME_SYMBOLS,
@@ -177,6 +250,16 @@ def convert_symbol(
         echo(f"  {issue}")
     outcome.n_errors = len(result.errors)
     bars = result.bars
+    if read_interval != args.interval:
+        echo(f"  {read_interval} -> {args.interval}: {RULE.format(incomplete=args.incomplete)}")
+        bars, report = resample_bars(
+            bars,
+            read_interval,
+            args.interval,
+            extended_hours=args.extended_hours,
+            incomplete=args.incomplete,
+        )
+        echo(f"  {report.describe()}")
     echo(
         f"  rows read {n_rows}; valid bars in session {len(bars)} over {result.n_sessions} "
         f"session(s); missing bars {result.n_missing_bars}; errors {outcome.n_errors}"
@@ -222,10 +305,47 @@ def convert_symbol(
     return outcome
 
 
+def _join_negative_offset(argv: Sequence[str]) -> list[str]:
+    """Let ``--stamp-offset -4min`` work (argparse would read ``-4min`` as an option)."""
+    out: list[str] = []
+    items = list(argv)
+    k = 0
+    while k < len(items):
+        if items[k] == "--stamp-offset" and k + 1 < len(items):
+            out.append(f"--stamp-offset={items[k + 1]}")
+            k += 2
+            continue
+        out.append(items[k])
+        k += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the conversion; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_offset(sys.argv[1:] if argv is None else argv))
+    if args.source_tz is None:
+        utc_column = args.time_column is not None and "utc" in args.time_column.lower()
+        args.source_tz = "UTC" if utc_column else NY_TZ
+    if args.input_interval is not None:
+        fine = pd.Timedelta(INTERVALS[args.input_interval])
+        coarse = pd.Timedelta(INTERVALS[args.interval])
+        if fine > coarse or coarse % fine != pd.Timedelta(0):
+            parser.error(
+                f"--input-interval {args.input_interval} cannot be aggregated into --interval "
+                f"{args.interval} (needs a whole multiple)"
+            )
+    if args.stamp_offset is not None:
+        try:
+            args.stamp_offset = pd.Timedelta(args.stamp_offset)
+        except ValueError:
+            parser.error(f"--stamp-offset {args.stamp_offset!r}: expected a duration like -4min")
+        step = pd.Timedelta(INTERVALS[args.input_interval or args.interval])
+        if abs(args.stamp_offset) >= step:
+            parser.error(
+                f"--stamp-offset {args.stamp_offset}: must be shorter than the input interval "
+                f"({step}); use --stamp end for stamps at the bar end"
+            )
     try:
         pd.Timestamp("2024-01-02").tz_localize(args.source_tz)
     except Exception as exc:  # zoneinfo and pytz raise different types for unknown zones
@@ -238,7 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"input not found: {path}")
         symbol = args.symbol.upper().lstrip("^") if args.symbol else infer_symbol(path)
         if symbol is None:
-            parser.error(f"cannot infer the symbol from {path.name!r}; pass --symbol")
+            parser.error(
+                f"cannot tell the symbol from {path.name!r} (not TICKER.csv or "
+                "TICKER_<interval>.csv); pass --symbol"
+            )
+        if not args.symbol:
+            print(f"{path.name}: symbol {symbol} taken from the file name (--symbol to override)")
         groups.setdefault(symbol, []).append(path)
     outcomes = [convert_symbol(symbol, paths, args) for symbol, paths in groups.items()]
     return 1 if any(o.failed for o in outcomes) else 0

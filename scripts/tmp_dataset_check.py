@@ -9,8 +9,12 @@ For each symbol: first and last bar (New York time), bar count, sessions, missin
 sessions, then every problem found, each naming file and line (``validation.py`` lists the
 checks and which are errors). ``--data-dir`` holds ``intraday/<SYMBOL>/<interval>/``.
 
-Exit status: 0 when no file has an error (warnings allowed), 1 when any file has one, 2 for
-bad arguments or when there is nothing to check.
+The check only reads: nothing is written into ``--data-dir`` unless ``--use-cache`` asks
+for the parquet cache under ``<data-dir>/.cache/`` to be read and refreshed.
+
+Exit status: 0 when no file has an error (warnings allowed), 1 when any file has one or a
+symbol has no bars at all (a header-only file is not data), 2 for bad arguments or when
+there is nothing to check.
 """
 
 from __future__ import annotations
@@ -49,8 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check 04:00-20:00 bars instead of the regular session",
     )
-    parser.add_argument(
-        "--no-cache", action="store_true", help="re-parse every CSV instead of using .cache/"
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--use-cache",
+        action="store_true",
+        help="read and refresh the parquet cache under <data-dir>/.cache/ (writes there)",
+    )
+    cache.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-parse every CSV and write nothing (the default; kept for old scripts)",
     )
     return parser
 
@@ -93,11 +105,14 @@ def main(argv: Sequence[str] | None = None, echo: Callable[[str], None] = print)
     failed = []
     for symbol in symbols:
         report = check_symbol(
-            symbol, args.interval, args.data_dir, session, use_cache=not args.no_cache
+            symbol, args.interval, args.data_dir, session, use_cache=args.use_cache
         )
         for line in format_report(report):
             echo(line)
         if report.errors:
+            failed.append(symbol)
+        elif report.n_bars == 0:
+            echo(f"   no bars: {symbol} has no {args.interval} bars in the {session} session")
             failed.append(symbol)
     summary = f"checked {len(symbols)} symbol(s): "
     summary += f"errors in {', '.join(failed)}" if failed else "no errors"

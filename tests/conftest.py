@@ -120,9 +120,7 @@ def tiny_live_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Shared by the live-trader end-to-end tests; built once per test session.
     """
-    import dataclasses
-
-    from backend.config.training_config import FeatureConfig, TrainingSettings
+    from backend.config.experiment import resolve_experiment
     from backend.data_download.dataset import SymbolDataset
     from backend.data_download.loader import join_vix_asof
     from backend.data_download.synthetic_market import (
@@ -130,41 +128,42 @@ def tiny_live_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         generate_synthetic_market,
     )
     from backend.models.model_manager import save_bundle
-    from backend.training.train import TRAINING_ENV_DEFAULTS, split_sessions, train_on_range
+    from backend.training.train import split_sessions, train_on_range
 
-    features = FeatureConfig(**LIVE_FEATURES_KWARGS)  # type: ignore[arg-type]
+    config = resolve_experiment(
+        overrides={
+            "features": LIVE_FEATURES_KWARGS,
+            "encoder": {"name": "manual", "embedding_dim": 8, "hidden_dims": [16]},
+            "training": {
+                "net_arch": [16],
+                "total_timesteps": 120,
+                "batch_size": 16,
+                "buffer_size": 1_000,
+                "learning_starts": 50,
+                "eval_every_steps": 120,
+                "device": "cpu",
+                "seed": 5,
+                "tensorboard_log": None,
+            },
+            "env": {"episode_sessions": 2, "long_only": True},
+        }
+    )
+    features = config.features
     frames = generate_synthetic_market(
         SyntheticMarketConfig(start="2024-09-02", end=None, n_sessions=12, seed=11)
     )
     dataset = SymbolDataset.from_market(
         "SPY", join_vix_asof(frames["SPY"], frames["VIX"]), features
     )
-    settings = TrainingSettings(
-        encoder_mode="manual",
-        embedding_dim=8,
-        manual_hidden_dims=(16,),
-        net_arch=(16,),
-        total_timesteps=120,
-        batch_size=16,
-        buffer_size=1_000,
-        learning_starts=50,
-        eval_every_steps=120,
-        device="cpu",
-        seed=5,
-        tensorboard_log=None,
-    )
-    env = dataclasses.replace(TRAINING_ENV_DEFAULTS, episode_sessions=2, long_only=True)
     fit, val = split_sessions(dataset.sessions, val_fraction=0.2, gap_sessions=1)
-    result = train_on_range(dataset, fit, val, settings, env)
+    result = train_on_range(dataset, fit, val, config)
     path = tmp_path_factory.mktemp("bundle") / "spy"
     save_bundle(
         path,
         result.model,
         result.normalizer,
-        settings=settings,
-        env_config=result.env_config,
-        feature_config=features,
-        metadata={"symbols": ["SPY"], "seed": settings.seed},
+        config=result.config,
+        metadata={"symbols": ["SPY"], "seed": config.training.seed},
     )
     return path
 

@@ -10,8 +10,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
-from backend.config.training_config import ManualEncoderConfig
-from backend.models.feature_extractors import encoder_policy_kwargs
+from backend.models.feature_extractors import ManualEncoderConfig, encoder_policy_kwargs
 from backend.models.sac import YoopSAC
 
 th.set_num_threads(1)

@@ -346,3 +346,16 @@ def test_a_cancelled_run_resumes_and_finishes(walk_forward_workspace, tmp_path):
     record = json.loads((run_dir / "console_run.json").read_text())
     assert [h["resumed"] for h in record["history"]] == [False, True]
     assert "--resume" in record["history"][1]["argv"]
+
+
+def test_the_experiment_form_posts_its_own_defaults_as_a_valid_config():
+    """Defaults as the page shows them ("manual, cnn, ...") validate; derived fields stay out."""
+    from backend.config.experiment import ExperimentConfig
+
+    form = build_form(ExperimentConfig.model_json_schema())
+    paths = {f.path for f in iter_fields(form)}
+    assert "env.use_sequence_encoder" not in paths  # readOnly: derived from the encoder
+    posted = {f.path: f.display_default() for f in iter_fields(form)}
+    config = ExperimentConfig.model_validate(form_to_data(form, posted))
+    assert config.modes == ("manual", "cnn", "lstm", "transformer")
+    assert config.encoder.name == "transformer" and config.env.use_sequence_encoder is True

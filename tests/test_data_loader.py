@@ -646,7 +646,7 @@ def test_load_market_joins_vix_without_zero_volume_warnings(
 
 def test_load_market_without_vix(tmp_data_dir: Path, spy_store: pd.DataFrame):
     vix_dir = symbol_dir(tmp_data_dir, "VIX")
-    with pytest.raises(FileNotFoundError, match=rf"{re.escape(str(vix_dir))}.*include_vix=False"):
+    with pytest.raises(FileNotFoundError, match=rf"{re.escape(str(vix_dir))}.*--no-vix"):
         load_market("SPY", data_dir=tmp_data_dir)
     market = load_market("SPY", data_dir=tmp_data_dir, include_vix=False)
     assert "vix" not in market.columns

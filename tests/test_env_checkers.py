@@ -13,9 +13,10 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan
 
-from backend.config.env_config import EnvConfig
 from backend.data_download.market_arrays import MarketArrays, synthetic_market_arrays
+from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
+from backend.environments.rewards import CostPenalizedConfig, DSRConfig, LogReturnConfig
 
 # The project's id (ENV_ID) builds the env from data (tests/test_env_factory.py checks it);
 # these tests feed hand-made arrays with holes and half days, so they register the class
@@ -32,18 +33,22 @@ SB3_WINDOW_WARNING = "Your observation window has an unconventional shape"
 CONFIGS = {
     "flat-default": EnvConfig(),
     "seq-default": EnvConfig(use_sequence_encoder=True, sequence_length=16),
-    "flat-long-only-sequential": EnvConfig(
-        long_only=True, random_start=False, reward="log_return", episode_sessions=2
-    ),
+    "flat-long-only-sequential": EnvConfig(long_only=True, random_start=False, episode_sessions=2),
     "seq-cost-penalized-overnight": EnvConfig(
         use_sequence_encoder=True,
         sequence_length=64,
-        reward="cost_penalized",
         flatten_at_close=False,
         episode_sessions=0,
         random_start=False,
     ),
 }
+REWARDS = {
+    "flat-default": DSRConfig(),
+    "seq-default": DSRConfig(),
+    "flat-long-only-sequential": LogReturnConfig(),
+    "seq-cost-penalized-overnight": CostPenalizedConfig(),
+}
+"""The reward section of each env config above."""
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +68,11 @@ def test_gymnasium_check_env(arrays: MarketArrays, name: str) -> None:
     # Made through the registry so the env has a spec: that enables Gymnasium's
     # observation-equivalence determinism checks and the close() re-creation check.
     env = gym.make(
-        ARRAYS_ENV_ID, arrays=arrays, config=CONFIGS[name], bar_range=(10, arrays.n_bars)
+        ARRAYS_ENV_ID,
+        arrays=arrays,
+        config=CONFIGS[name],
+        bar_range=(10, arrays.n_bars),
+        reward=REWARDS[name],
     )
     with recorded_warnings() as caught:
         gym_check_env(env.unwrapped)
@@ -75,7 +84,7 @@ def test_gymnasium_check_env(arrays: MarketArrays, name: str) -> None:
 def test_sb3_check_env(arrays: MarketArrays, name: str) -> None:
     config = CONFIGS[name]
     with recorded_warnings() as caught:
-        sb3_check_env(IntradayTradingEnv(arrays, config), warn=True)
+        sb3_check_env(IntradayTradingEnv(arrays, config, reward=REWARDS[name]), warn=True)
     messages = [str(w.message) for w in caught]
     if config.use_sequence_encoder:
         assert len(messages) == 1 and messages[0].startswith(SB3_WINDOW_WARNING)
@@ -87,7 +96,7 @@ def test_sb3_check_env(arrays: MarketArrays, name: str) -> None:
 def test_passive_checker_over_full_episodes(arrays: MarketArrays, name: str) -> None:
     # gym.make wraps the env in PassiveEnvChecker and OrderEnforcing; several whole episodes
     # through the wrappers must stay silent, and every observation inside the space.
-    env = gym.make(ARRAYS_ENV_ID, arrays=arrays, config=CONFIGS[name])
+    env = gym.make(ARRAYS_ENV_ID, arrays=arrays, config=CONFIGS[name], reward=REWARDS[name])
     env.action_space.seed(0)
     with recorded_warnings() as caught:
         obs, _ = env.reset(seed=0)
@@ -102,7 +111,7 @@ def test_passive_checker_over_full_episodes(arrays: MarketArrays, name: str) -> 
 def test_vec_env_nan_check_and_auto_reset(arrays: MarketArrays) -> None:
     # SB3's VecCheckNan raises on any NaN/inf in observations or rewards; DummyVecEnv
     # auto-resets, so this crosses several episode boundaries, including the half day.
-    cfg = EnvConfig(use_sequence_encoder=True, sequence_length=32, reward="dsr")
+    cfg = EnvConfig(use_sequence_encoder=True, sequence_length=32)
     vec = VecCheckNan(
         DummyVecEnv([lambda: IntradayTradingEnv(arrays, cfg) for _ in range(2)]),
         raise_exception=True,

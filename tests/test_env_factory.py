@@ -56,12 +56,13 @@ def test_keyword_arguments_reach_features_and_env(store):
         data_dir=str(store),
         start="2023-01-20",
         features={"use_vix": False},
-        env={"use_sequence_encoder": True, "sequence_length": 16, "reward": "log_return"},
+        env={"use_sequence_encoder": True, "sequence_length": 16},
+        reward={"name": "log_return", "scale": 100.0},
     )
     core = env.unwrapped
     assert core.observation_space["window"].shape == (16, core.arrays.n_features)
     assert "vix_level" not in core.arrays.feature_names
-    assert core.config.reward == "log_return"
+    assert core.reward_config.name == "log_return" and core.reward_config.scale == 100.0
     first_bar = np.datetime64(int(core.arrays.timestamps[0]), "ns")
     assert first_bar >= np.datetime64("2023-01-20")
     env.close()
@@ -125,7 +126,7 @@ def test_future_bars_do_not_change_the_fit_segment(store, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"env": {"sequence_lenght": 16}}, "unknown keys.*sequence_lenght"),
+        ({"env": {"sequence_lenght": 16}}, "sequence_lenght: unknown key"),
         ({"segment": "after_fit"}, "segment='after_fit' needs fit_end"),
         ({"segment": "test"}, "segment: expected 'fit' or 'after_fit'"),
         ({"fit_end": "2020-01-01"}, "fit_end: 2020-01-01 is before the first usable session"),
@@ -164,7 +165,8 @@ def test_rl_zoo_trains_and_saves_a_model(store, tmp_path):
         "-1",
         "--env-kwargs",
         f"data_dir:{str(store)!r}",
-        "env:dict(episode_sessions=5, dsr_eta=0.05, dsr_warmup_steps=20)",
+        "env:dict(episode_sessions=5)",
+        "reward:dict(name='dsr', eta=0.05, warmup_steps=20)",
         "--hyperparams",
         "learning_starts:100",
         "batch_size:64",

@@ -52,6 +52,7 @@ def test_three_bar_series_by_hand() -> None:
     assert m.profit_factor == pytest.approx((0.01 + 0.03) / 0.02)  # = 2
     assert (m.n_bars, m.n_sessions) == (3, 1)  # ceil(3 / 26) without session ids
     assert math.isnan(m.exposure) and m.n_trades == 0  # no positions given
+    assert math.isnan(m.mean_abs_position)
 
 
 def test_sharpe_uses_ddof_1_and_bars_per_year_parameter() -> None:
@@ -130,6 +131,7 @@ def test_trades_counted_on_hand_position_path() -> None:
     assert m.n_trades == 4
     assert m.win_rate_trades == pytest.approx(2 / 4)
     assert m.exposure == pytest.approx(6 / 10)
+    assert m.mean_abs_position == pytest.approx(np.abs(positions).mean())
     # |diff| from flat: 1 + 0.5 + 0.5 + 1 + 0 + 2 + 1 + 0 + 0.5 = 6.5 over 2 sessions
     assert m.turnover_per_session == pytest.approx(3.25)
 
@@ -191,3 +193,10 @@ def test_invalid_inputs_raise() -> None:
         compute_metrics([0.0, 0.01], positions=[1.0])
     with pytest.raises(ValueError, match="bars_per_year"):
         compute_metrics([0.0, 0.01], bars_per_year=0.0)
+
+
+def test_small_positions_on_every_bar_are_full_exposure_but_small_mean_size() -> None:
+    # The real-SPY failure mode: ~5% positions on every bar. "Exposure" alone reads 1.0.
+    m = compute_metrics([0.001, -0.001, 0.0, 0.002], positions=[0.05, -0.05, 0.05, 0.06])
+    assert m.exposure == 1.0
+    assert m.mean_abs_position == pytest.approx(0.0525)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -13,26 +12,30 @@ import pytest
 import torch as th
 import yaml
 from gymnasium import spaces
+from pydantic import ValidationError
 from stable_baselines3 import SAC
 
-from backend.config.encoder_config import (
-    CNNConfig,
-    EncoderConfigBase,
-    LSTMConfig,
-    ManualEncoderConfig,
-    TransformerConfig,
-)
 from backend.models.feature_extractors import (
+    ENCODER_CONFIGS,
     ENCODER_REGISTRY,
+    ENCODER_SIZES,
+    CNNConfig,
     CNNEncoder,
     EncoderBase,
+    EncoderConfigBase,
+    LSTMConfig,
     LSTMEncoder,
     ManualEncoder,
+    ManualEncoderConfig,
+    TransformerConfig,
     TransformerEncoder,
+    encoder_names,
     encoder_policy_kwargs,
+    register_encoder,
     uses_sequence_observation,
 )
 from backend.models.feature_extractors.transformer_encoder import EncoderLayer, alibi_slopes
+from backend.utils.config_model import ConfigError
 
 N_FEATURES = 5
 WINDOW = 12
@@ -425,22 +428,32 @@ def test_parameter_counts_at_defaults() -> None:
     [
         (lambda: TransformerConfig(d_model=64, n_heads=5), "divisible by n_heads 5"),
         (lambda: TransformerConfig(local_window=(20,)), "one window"),
-        (lambda: TransformerConfig(local_window=(0, None)), "local_window entries"),
+        (
+            lambda: TransformerConfig(local_window=(0, None)),
+            r"local_window\[0\]: Input should be greater than or equal to 1",
+        ),
         (lambda: TransformerConfig(positional_encoding="none"), "blind to bar order"),
-        (lambda: TransformerConfig(pooling="first"), "pooling must be one of"),  # type: ignore[arg-type]
-        (lambda: TransformerConfig(dropout=1.0), "dropout must be a float"),
+        (lambda: TransformerConfig(pooling="first"), r"pooling: Input should be 'last' or 'mean'"),  # type: ignore[arg-type]
+        (lambda: TransformerConfig(dropout=1.0), r"dropout: Input should be less than 1"),
         (lambda: LSTMConfig(dropout=0.2), "num_layers > 1"),
-        (lambda: LSTMConfig(hidden_size=0), "hidden_size must be a positive integer"),
+        (lambda: LSTMConfig(hidden_size=0), r"hidden_size: .*greater than or equal to 1"),
         (lambda: CNNConfig(dilations=()), "at least one"),
-        (lambda: CNNConfig(kernel_size=True), "kernel_size must be a positive integer"),
-        (lambda: ManualEncoderConfig(hidden_dims=(32, -1)), "hidden_dims entries"),
+        (lambda: CNNConfig(kernel_size=True), r"kernel_size: Input should be a valid integer"),
+        (
+            lambda: ManualEncoderConfig(hidden_dims=(32, -1)),
+            r"hidden_dims\[1\]: .*greater than or equal to 1",
+        ),
         (lambda: ManualEncoderConfig(embedding_dim=2.5), "embedding_dim"),  # type: ignore[arg-type]
-        (lambda: ManualEncoderConfig(activation="swish"), "activation must be one of"),  # type: ignore[arg-type]
-        (lambda: CNNConfig.from_dict({"chanels": 8}), r"unknown field\(s\) \['chanels'\]"),
+        (lambda: ManualEncoderConfig(activation="swish"), r"activation: Input should be 'relu'"),  # type: ignore[arg-type]
+        (
+            lambda: CNNConfig.from_dict({"chanels": 8}),
+            r"CNNConfig\.chanels: unknown key \(did you mean 'channels'\?\)",
+        ),
+        (lambda: CNNConfig(size="huge"), r"size: Input should be 'tiny', 'small', 'base'"),  # type: ignore[arg-type]
     ],
 )
 def test_config_validation(factory: Any, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         factory()
 
 
@@ -459,7 +472,7 @@ def test_config_dict_round_trip(config: EncoderConfigBase) -> None:
     restored = type(config).from_dict(plain)
     assert restored == config
     assert hash(restored) == hash(config)  # lists from YAML came back as tuples
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         config.embedding_dim = 1  # type: ignore[misc]
 
 
@@ -468,7 +481,7 @@ def test_config_dict_round_trip(config: EncoderConfigBase) -> None:
     [
         (ManualEncoder, seq_space(), TypeError, "use_sequence_encoder=False"),
         (CNNEncoder, flat_space(), TypeError, "use_sequence_encoder=True"),
-        (LSTMEncoder, flat_space(), TypeError, "encoder_mode='manual'"),
+        (LSTMEncoder, flat_space(), TypeError, "encoder name 'manual'"),
         (TransformerEncoder, spaces.Box(-1, 1, (WINDOW, N_FEATURES)), TypeError, "spaces.Dict"),
         (
             TransformerEncoder,
@@ -486,7 +499,9 @@ def test_wrong_observation_space_is_rejected(
 
 
 def test_registry_and_policy_kwargs() -> None:
-    assert set(ENCODER_REGISTRY) == {"manual", "cnn", "lstm", "transformer"}
+    assert set(ENCODER_REGISTRY) == set(ENCODER_CONFIGS) == set(encoder_names())
+    assert {"manual", "cnn", "lstm", "transformer"} <= set(encoder_names())
+    assert encoder_names()[0] == "manual"  # the reference comes first in every report
     assert [uses_sequence_observation(m) for m in ("manual", "cnn", "lstm", "transformer")] == [
         False,
         True,
@@ -503,8 +518,47 @@ def test_registry_and_policy_kwargs() -> None:
         encoder_policy_kwargs("lstm", CNNConfig())
     with pytest.raises(TypeError, match="takes a CNNConfig"):
         CNNEncoder(seq_space(), LSTMConfig())  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="unknown encoder_mode 'gru'"):
-        encoder_policy_kwargs("gru")
+    with pytest.raises(ValueError, match="unknown encoder 'no_such_encoder'"):
+        encoder_policy_kwargs("no_such_encoder")
+    config = TransformerConfig(n_heads=2)
+    assert encoder_policy_kwargs(config) == encoder_policy_kwargs("transformer", config)
+
+
+@pytest.mark.parametrize("mode", encoder_names())
+@pytest.mark.parametrize("size", ENCODER_SIZES)
+def test_every_registered_encoder_builds_at_every_size(mode: str, size: str) -> None:
+    config = ENCODER_CONFIGS[mode](size=size)  # type: ignore[call-arg]
+    assert config.name == mode and config.size == size
+    assert ENCODER_CONFIGS[mode].from_dict(config.to_dict()) == config
+    encoder = build(mode, config)
+    out = encoder(make_obs(uses_sequence_observation(mode), [0, 2]))
+    assert out.shape == (2, config.features_dim) and th.isfinite(out).all()
+
+
+def test_size_presets_set_defaults_that_explicit_fields_override() -> None:
+    tiny = TransformerConfig(size="tiny")
+    assert (tiny.d_model, tiny.n_heads, tiny.n_layers, tiny.embedding_dim) == (16, 2, 1, 16)
+    assert TransformerConfig(size="tiny", n_layers=3).n_layers == 3
+    assert TransformerConfig(size="base") == TransformerConfig()
+    sizes = [ManualEncoderConfig(size=s).hidden_dims[0] for s in ENCODER_SIZES]  # type: ignore[arg-type]
+    assert sizes == sorted(sizes)  # tiny < small < base < large
+
+
+def test_registering_needs_a_name_and_every_size() -> None:
+    from typing import ClassVar, Literal
+
+    class NoSizes(EncoderConfigBase):
+        name: Literal["nosizes"] = "nosizes"
+
+    with pytest.raises(ValueError, match=r"NoSizes\.size_presets lacks size\(s\)"):
+        register_encoder(NoSizes)
+
+    class Duplicate(EncoderConfigBase):
+        size_presets: ClassVar[dict[str, dict[str, Any]]] = {s: {} for s in ENCODER_SIZES}
+        name: Literal["manual"] = "manual"
+
+    with pytest.raises(ValueError, match="'manual' is registered twice"):
+        register_encoder(Duplicate)(ManualEncoder)
 
 
 class DummyMarketEnv(gym.Env[dict[str, Any], np.ndarray]):

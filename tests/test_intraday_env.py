@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.config.env_config import EnvConfig
 from backend.data_download.market_arrays import MarketArrays, synthetic_market_arrays
 from backend.data_download.market_calendar import session_bar_layout
+from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import INFO_KEYS, IntradayTradingEnv
+from backend.environments.rewards import REWARD_CONFIGS, CostPenalizedConfig, DSRConfig
+from backend.utils.config_model import ConfigError
 
 NS_15M = 15 * 60 * 1_000_000_000
 
@@ -60,10 +62,12 @@ def tiny_env(**overrides: Any) -> IntradayTradingEnv:
         "deadband": 0.1,
         "episode_sessions": 0,
         "random_start": False,
-        "reward": "log_return",
     }
     kwargs.update(overrides)
-    return IntradayTradingEnv(tiny_two_sessions(), EnvConfig(**kwargs))
+    reward = REWARD_CONFIGS[kwargs.pop("reward", "log_return")](
+        scale=kwargs.pop("reward_scale", 1.0)
+    )
+    return IntradayTradingEnv(tiny_two_sessions(), EnvConfig(**kwargs), reward=reward)
 
 
 def act(value: float) -> np.ndarray:
@@ -245,8 +249,8 @@ def test_info_keys_present_at_reset_and_step(synth: MarketArrays) -> None:
 
 
 def test_dsr_state_in_info_follows_net_returns(synth: MarketArrays) -> None:
-    cfg = EnvConfig(reward="dsr", dsr_eta=0.1, dsr_warmup_steps=0, dsr_eps=1e-12)
-    env = IntradayTradingEnv(synth, cfg)
+    reward = DSRConfig(eta=0.1, warmup_steps=0, eps=1e-12)
+    env = IntradayTradingEnv(synth, EnvConfig(), reward=reward)
     env.reset(seed=1)
     a = b = 0.0
     for _ in range(5):
@@ -348,9 +352,7 @@ def test_observations_stay_in_space_and_features_are_clipped() -> None:
 # =========================================================================== look-ahead
 @pytest.mark.parametrize("use_seq", [False, True])
 def test_no_look_ahead(synth: MarketArrays, use_seq: bool) -> None:
-    cfg = EnvConfig(
-        use_sequence_encoder=use_seq, sequence_length=20, episode_sessions=3, reward="dsr"
-    )
+    cfg = EnvConfig(use_sequence_encoder=use_seq, sequence_length=20, episode_sessions=3)
     starts = synth.session_starts()
     start = int(starts[2] - 1)
     cut = start + 30  # the decision bar t; bars > t get perturbed
@@ -663,34 +665,38 @@ def test_from_frame_rejects_bad_inputs() -> None:
 
 # =========================================================================== EnvConfig
 def test_env_config_round_trip_and_none_sessions() -> None:
-    cfg = EnvConfig(episode_sessions=None, reward="cost_penalized", cost_penalty=3.0)
+    cfg = EnvConfig(episode_sessions=None)
     assert cfg.episode_sessions == 0
     assert EnvConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.cost_rate == pytest.approx(2e-4)
+    reward = CostPenalizedConfig(cost_penalty=3.0)
+    assert CostPenalizedConfig.from_dict(reward.to_dict()) == reward
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error", "match"),
+    ("kwargs", "match"),
     [
-        ({"sequence_length": 0}, ValueError, "sequence_length"),
-        ({"episode_sessions": -1}, ValueError, "episode_sessions"),
-        ({"episode_sessions": True}, TypeError, "episode_sessions"),
-        ({"max_position": 1.5}, ValueError, "max_position"),
-        ({"max_position": 0.0}, ValueError, "max_position"),
-        ({"deadband": -0.1}, ValueError, "deadband"),
-        ({"cost_bps": float("nan")}, ValueError, "cost_bps"),
-        ({"dsr_eta": 1.0}, ValueError, "dsr_eta"),
-        ({"ruin_equity": 1.0}, ValueError, "ruin_equity"),
-        ({"reward": "sharpe"}, ValueError, "reward"),
-        ({"long_only": 1}, TypeError, "long_only"),
-        ({"feature_clip": 0.0}, ValueError, "feature_clip"),
+        ({"sequence_length": 0}, r"sequence_length: Input should be greater than or equal to 1"),
+        ({"episode_sessions": -1}, r"episode_sessions: .*greater than or equal to 0"),
+        ({"episode_sessions": True}, r"episode_sessions: Input should be a valid integer"),
+        ({"max_position": 1.5}, r"max_position: Input should be less than or equal to 1"),
+        ({"max_position": 0.0}, r"max_position: Input should be greater than 0"),
+        ({"deadband": -0.1}, r"deadband: Input should be greater than or equal to 0"),
+        ({"cost_bps": float("nan")}, r"cost_bps: "),
+        ({"ruin_equity": 1.0}, r"ruin_equity: Input should be less than 1"),
+        ({"reward": "sharpe"}, r"reward: unknown key"),  # the reward is its own section
+        ({"dsr_eta": 0.1}, r"dsr_eta: unknown key"),
+        ({"long_only": 1}, r"long_only: Input should be a valid boolean"),
+        ({"feature_clip": 0.0}, r"feature_clip: Input should be greater than 0"),
     ],
 )
-def test_env_config_validation(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
-    with pytest.raises(error, match=match):
+def test_env_config_validation(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=r"^EnvConfig\." + match):
         EnvConfig(**kwargs)
 
 
 def test_env_config_from_dict_rejects_unknown_keys() -> None:
-    with pytest.raises(ValueError, match="unknown keys \\['cost_bp'\\]"):
+    with pytest.raises(
+        ValueError, match=r"EnvConfig\.cost_bp: unknown key \(did you mean 'cost_bps'"
+    ):
         EnvConfig.from_dict({"cost_bp": 1.0})

@@ -11,7 +11,6 @@ without the signal, the same pipeline must not claim an edge (t-statistic below 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from functools import cache
 
@@ -19,7 +18,8 @@ import numpy as np
 import pytest
 import torch as th
 
-from backend.config.training_config import FeatureConfig, TrainingSettings
+from backend.config.experiment import ExperimentConfig, resolve_experiment
+from backend.config.training_config import FeatureConfig
 from backend.data_download.dataset import SymbolDataset, bar_range
 from backend.data_download.loader import join_vix_asof
 from backend.data_download.synthetic_market import (
@@ -47,28 +47,32 @@ def _dataset(signal: float) -> SymbolDataset:
     return SymbolDataset.from_market("SPY", market, FeatureConfig.for_agent("SAC_INTRADAY_DSR"))
 
 
-def _settings(mode: str) -> TrainingSettings:
-    return TrainingSettings(
-        encoder_mode=mode,
-        sequence_length=16,
-        embedding_dim=16,
-        manual_hidden_dims=(64,),
-        cnn_channels=16,
-        cnn_dilations=(1, 2, 4),
-        lstm_hidden_size=32,
-        transformer_hidden_dim=16,
-        transformer_num_layers=1,
-        transformer_num_heads=2,
-        net_arch=(64, 64),
-        total_timesteps=6_000,
-        learning_rate=1e-3,
-        batch_size=128,
-        buffer_size=6_000,
-        learning_starts=500,
-        eval_every_steps=1_000,
-        early_stop_window=4,
-        seed=0,
-        tensorboard_log=None,
+ENCODERS: dict[str, dict[str, object]] = {
+    "manual": {"hidden_dims": [64]},
+    "cnn": {"channels": 16, "dilations": [1, 2, 4]},
+    "lstm": {"hidden_size": 32},
+    "transformer": {"d_model": 16, "n_layers": 1, "n_heads": 2, "ff_dim": 32},
+}
+
+
+def _config(mode: str) -> ExperimentConfig:
+    return resolve_experiment(
+        overrides={
+            "env": {"sequence_length": 16},
+            "encoder": {"name": mode, "embedding_dim": 16, **ENCODERS[mode]},
+            "training": {
+                "net_arch": [64, 64],
+                "total_timesteps": 6_000,
+                "learning_rate": 1e-3,
+                "batch_size": 128,
+                "buffer_size": 6_000,
+                "learning_starts": 500,
+                "eval_every_steps": 1_000,
+                "early_stop_window": 4,
+                "seed": 0,
+                "tensorboard_log": None,
+            },
+        }
     )
 
 
@@ -78,10 +82,12 @@ def _train_and_test(mode: str, signal: float) -> RolloutResult:
     s = ds.ready_sessions
     # fit 55 sessions | 6-session gap | val 15 | gap | test: the rest (~22 sessions)
     fit, val, test = (s[0], s[54]), (s[61], s[75]), (s[82], s[-1])
-    result = train_on_range(ds, fit, val, _settings(mode))
+    config = _config(mode)
+    result = train_on_range(ds, fit, val, config)
     arrays = ds.arrays(result.normalizer)
-    env_cfg = dataclasses.replace(result.env_config, episode_sessions=0, random_start=False)
-    env = IntradayTradingEnv(arrays, env_cfg, bar_range(arrays, *ds.session_bounds(*test)))
+    env_cfg = result.env_config.replace(episode_sessions=0, random_start=False)
+    test_range = bar_range(arrays, *ds.session_bounds(*test))
+    env = IntradayTradingEnv(arrays, env_cfg, test_range, reward=config.reward)
     return rollout_policy(result.model, env, deterministic=True)
 
 
@@ -98,7 +104,7 @@ def test_planted_signal_clears_costs():
     assert edge.breakeven_round_trip_cost > 4 * 1e-4
 
 
-@pytest.mark.parametrize("mode", ["manual", "cnn", "lstm", "transformer"])
+@pytest.mark.parametrize("mode", list(ENCODERS))
 def test_each_encoder_learns_the_planted_signal(mode):
     result = _train_and_test(mode, SIGNAL)
     assert result.n_steps > 500

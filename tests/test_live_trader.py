@@ -115,13 +115,17 @@ def week() -> pd.DataFrame:
 
 
 def _check_books(trader: LiveTrader) -> None:
-    """No duplicate order per decision, each fill booked once, cash/position from fills."""
+    """No duplicate order per decision, each fill booked once, cash/position from fills.
+
+    A session's last close may place two different orders: the market-on-close flatten
+    and the next-open order of the decision taken at that close (as the env does).
+    """
     broker = trader.broker
     assert isinstance(broker, PaperBroker)
     fills, orders = broker.fills(), broker.orders()
     assert len({f.client_order_id for f in fills}) == len(fills)
     live = [o for o in orders if o.status != "cancelled"]
-    assert len({o.bar_ts for o in live}) == len(live)
+    assert len({(o.bar_ts, o.kind) for o in live}) == len(live)
     assert {o.client_order_id for o in orders if o.status == "filled"} == {
         f.client_order_id for f in fills
     }

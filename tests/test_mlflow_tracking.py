@@ -65,8 +65,8 @@ def test_mlflow_run_lists_jobs_metrics_and_artifacts(walk_forward_workspace, cap
 
     # parameters: the resolved config
     params = parent.data.params
-    assert params["training.manual.total_timesteps"] == "150"
-    assert params["walk_forward.train_sessions"] == "12"
+    assert params["config.training.total_timesteps"] == "150"
+    assert params["config.walk_forward.train_sessions"] == "12"
     assert params["symbols"] == '["SPY"]'
     assert "manual/sharpe" in parent.data.metrics
 

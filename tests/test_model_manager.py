@@ -13,6 +13,7 @@ import pytest
 import torch as th
 import yaml
 
+from backend.config.experiment import ExperimentConfig, load_experiment, resolve_experiment
 from backend.config.training_config import FeatureConfig, TrainingSettings
 from backend.data_download.dataset import SymbolDataset, bar_range
 from backend.data_download.loader import join_vix_asof
@@ -29,19 +30,13 @@ from backend.models.model_manager import (
     load_encoder_state,
     save_bundle,
 )
-from backend.training.train import (
-    TRAINING_ENV_DEFAULTS,
-    TrainResult,
-    split_sessions,
-    train_on_range,
-)
+from backend.training.train import TrainResult, split_sessions, train_on_range
 from backend.utils.provenance import data_range
 
 th.set_num_threads(1)
 
 MODES = ["manual", "transformer"]
 NORMALIZER = "normalizer_SPY_SAC_INTRADAY_DSR.json"
-ENV = dataclasses.replace(TRAINING_ENV_DEFAULTS, episode_sessions=2)
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +48,15 @@ def dataset() -> SymbolDataset:
     return SymbolDataset.from_market("SPY", market, FeatureConfig())
 
 
-def _settings(mode: str, **overrides: Any) -> TrainingSettings:
+ENCODERS: dict[str, dict[str, Any]] = {
+    "manual": {"embedding_dim": 8, "hidden_dims": [16]},
+    "transformer": {"embedding_dim": 8, "d_model": 8, "n_layers": 1, "n_heads": 2},
+}
+
+
+def _config(mode: str, **training: Any) -> ExperimentConfig:
     values: dict[str, Any] = {
-        "encoder_mode": mode,
-        "sequence_length": 8,
-        "embedding_dim": 8,
-        "manual_hidden_dims": (16,),
-        "transformer_hidden_dim": 8,
-        "transformer_num_layers": 1,
-        "transformer_num_heads": 2,
-        "net_arch": (16,),
+        "net_arch": [16],
         "total_timesteps": 200,
         "batch_size": 16,
         "buffer_size": 1_000,
@@ -72,13 +66,19 @@ def _settings(mode: str, **overrides: Any) -> TrainingSettings:
         "seed": 5,
         "tensorboard_log": None,
     }
-    values.update(overrides)
-    return TrainingSettings(**values)
+    values.update(training)
+    return resolve_experiment(
+        overrides={
+            "env": {"sequence_length": 8, "episode_sessions": 2},
+            "encoder": {"name": mode, **ENCODERS[mode]},
+            "training": values,
+        }
+    )
 
 
 @dataclasses.dataclass
 class Trained:
-    settings: TrainingSettings
+    config: ExperimentConfig
     result: TrainResult
     fit: tuple[Any, Any]
     val: tuple[Any, Any]
@@ -86,16 +86,16 @@ class Trained:
 
 @pytest.fixture(scope="module", params=MODES)
 def trained(request: pytest.FixtureRequest, dataset: SymbolDataset) -> Trained:
-    settings = _settings(request.param)
+    config = _config(request.param)
     fit, val = split_sessions(dataset.sessions, val_fraction=0.15, gap_sessions=1)
-    result = train_on_range(dataset, fit, val, settings, ENV)
-    return Trained(settings, result, fit, val)
+    result = train_on_range(dataset, fit, val, config)
+    return Trained(config, result, fit, val)
 
 
 def _metadata(dataset: SymbolDataset, t: Trained, **extra: Any) -> dict[str, Any]:
     return {
         "symbols": [dataset.symbol],
-        "seed": t.settings.seed,
+        "seed": t.config.training.seed,
         "data": {
             **data_range(dataset.market),
             "fit": data_range(dataset.market, *dataset.session_bounds(*t.fit)),
@@ -112,9 +112,7 @@ def _save(path: Path, dataset: SymbolDataset, t: Trained, **extra: Any) -> Path:
         path,
         t.result.model,
         t.result.normalizer,
-        settings=t.settings,
-        env_config=t.result.env_config,
-        feature_config=dataset.feature_config,
+        config=t.result.config,
         metadata=_metadata(dataset, t, **extra),
     )
 
@@ -176,7 +174,10 @@ def test_round_trip_is_exact(dataset: SymbolDataset, trained: Trained, tmp_path:
         assert np.allclose([a.center, a.scale], [b.center, b.scale], rtol=0, atol=0)
 
     # Same configs.
-    assert loaded.settings == trained.settings
+    assert load_experiment(path / "config.yaml") == trained.result.config == trained.config
+    assert loaded.config_data == trained.config.model_dump(mode="json")
+    assert loaded.encoder_config == trained.config.encoder
+    assert loaded.reward_config == trained.config.reward
     assert loaded.env_config == trained.result.env_config
     assert loaded.feature_config == dataset.feature_config
 
@@ -185,12 +186,12 @@ def test_round_trip_is_exact(dataset: SymbolDataset, trained: Trained, tmp_path:
     assert meta["format_version"] == BUNDLE_FORMAT_VERSION
     assert meta["agent"] == "SAC_INTRADAY_DSR" and meta["symbols"] == ["SPY"]
     assert meta["feature_names"] == dataset.feature_names
-    sequence = trained.settings.encoder_mode == "transformer"
+    sequence = trained.config.encoder.name == "transformer"
     assert meta["observation"] == {
         "mode": "sequence" if sequence else "flat",
         "sequence_length": 8 if sequence else None,
         "n_features": len(dataset.feature_names),
-        "feature_clip": ENV.feature_clip,
+        "feature_clip": trained.config.env.feature_clip,
         "account_dim": 3,
     }
     assert meta["data"]["sha256"] == data_range(dataset.market)["sha256"]
@@ -198,16 +199,15 @@ def test_round_trip_is_exact(dataset: SymbolDataset, trained: Trained, tmp_path:
     assert set(meta["provenance"]) >= {"git_commit", "packages", "timestamp_utc"}
     assert set(meta["files"]) == names - {"metadata.json"}
 
-    # config.yaml holds the encoder config too.
+    # config.yaml is the experiment's model_dump: it loads back equal.
     config = yaml.safe_load((path / "config.yaml").read_text())
-    assert config["encoder"] == {
-        "mode": trained.settings.encoder_mode,
-        "config": trained.settings.encoder_config().to_dict(),
-    }
+    assert config == trained.config.model_dump(mode="json")
+    assert load_experiment(path / "config.yaml") == trained.config
 
     # Encoder weights for warm starts: actor's and (not shared) critic's extractor.
     state = load_encoder_state(path)
-    assert state["encoder_mode"] == trained.settings.encoder_mode and not state["shared"]
+    assert state["encoder_mode"] == trained.config.encoder.name and not state["shared"]
+    assert state["encoder_config"] == trained.config.encoder.to_dict()
     for part in ("actor", "critic"):
         module = getattr(original.policy, part).features_extractor.state_dict()
         assert state[part].keys() == module.keys()
@@ -288,9 +288,9 @@ def test_refuses_to_replace_what_is_not_a_bundle(
 def manual_bundle(
     dataset: SymbolDataset, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Trained]:
-    settings = _settings("manual", total_timesteps=60, learning_starts=30, eval_every_steps=60)
+    config = _config("manual", total_timesteps=60, learning_starts=30, eval_every_steps=60)
     fit, val = split_sessions(dataset.sessions, val_fraction=0.15, gap_sessions=1)
-    t = Trained(settings, train_on_range(dataset, fit, val, settings, ENV), fit, val)
+    t = Trained(config, train_on_range(dataset, fit, val, config), fit, val)
     return _save(tmp_path_factory.mktemp("m") / "bundle", dataset, t), t
 
 
@@ -347,7 +347,7 @@ def test_layout_mismatch_names_what_differs(
     manual_bundle: tuple[Path, Trained], dataset: SymbolDataset
 ) -> None:
     bundle = load_bundle(manual_bundle[0])
-    seq = dataclasses.replace(bundle.env_config, use_sequence_encoder=True)
+    seq = bundle.env_config.replace(use_sequence_encoder=True)
     with pytest.raises(ValueError, match="observation mode: expected 'flat', got 'sequence'"):
         bundle.check_compatible(env_config=seq)
     arrays = dataset.arrays(bundle.normalizer)
@@ -367,15 +367,13 @@ def test_layout_mismatch_names_what_differs(
 
 
 def test_sequence_length_mismatch(dataset: SymbolDataset, trained: Trained, tmp_path: Path) -> None:
-    if trained.settings.encoder_mode != "transformer":
+    if trained.config.encoder.name != "transformer":
         pytest.skip("sequence layout only")
     bundle = load_bundle(_save(tmp_path / "b", dataset, trained))
     arrays = dataset.arrays(bundle.normalizer)
     with pytest.raises(ValueError, match="sequence_length: expected 8, got 12"):
         bundle.make_env(arrays, sequence_length=12)
-    flat = IntradayTradingEnv(
-        arrays, dataclasses.replace(bundle.env_config, use_sequence_encoder=False)
-    )
+    flat = IntradayTradingEnv(arrays, bundle.env_config.replace(use_sequence_encoder=False))
     with pytest.raises(ValueError, match="observation mode: expected 'sequence', got 'flat'"):
         bundle.check_compatible(flat.observation_space)
 
@@ -384,19 +382,16 @@ def test_inconsistent_or_incomplete_saves_are_refused(
     manual_bundle: tuple[Path, Trained], dataset: SymbolDataset, tmp_path: Path
 ) -> None:
     t = manual_bundle[1]
-    kwargs: dict[str, Any] = {
-        "settings": t.settings,
-        "env_config": t.result.env_config,
-        "feature_config": dataset.feature_config,
-        "metadata": {"symbols": ["SPY"]},
-    }
+    config = t.result.config
+    kwargs: dict[str, Any] = {"config": config, "metadata": {"symbols": ["SPY"]}}
     model, norm = t.result.model, t.result.normalizer
-    seq_env = dataclasses.replace(t.result.env_config, use_sequence_encoder=True)
+    # model_copy skips validation: the bundle's own checks must still catch disagreement.
+    seq = config.model_copy(update={"env": config.env.replace(use_sequence_encoder=True)})
     with pytest.raises(ValueError, match="cannot save an inconsistent bundle: encoder_mode"):
-        save_bundle(tmp_path / "a", model, norm, **{**kwargs, "env_config": seq_env})
-    no_vix = FeatureConfig(use_vix=False)
+        save_bundle(tmp_path / "a", model, norm, **{**kwargs, "config": seq})
+    no_vix = config.model_copy(update={"features": FeatureConfig(use_vix=False)})
     with pytest.raises(ValueError, match="feature_config vs normalizer: feature names"):
-        save_bundle(tmp_path / "a", model, norm, **{**kwargs, "feature_config": no_vix})
+        save_bundle(tmp_path / "a", model, norm, **{**kwargs, "config": no_vix})
     with pytest.raises(ValueError, match="must name the symbol"):
         save_bundle(tmp_path / "a", model, norm, **{**kwargs, "metadata": {}})
     with pytest.raises(ValueError, match=r"\['feature_names'\] are filled by save_bundle"):
@@ -417,10 +412,17 @@ def test_cli_writes_a_loadable_bundle(tmp_path: Path) -> None:
     write_synthetic_market(
         data_dir, SyntheticMarketConfig(start="2024-10-01", end=None, n_sessions=24, seed=7)
     )
-    settings = _settings("manual", total_timesteps=60, learning_starts=30, eval_every_steps=60)
+    experiment = _config("manual", total_timesteps=60, learning_starts=30, eval_every_steps=60)
+    settings = experiment.training
     config = tmp_path / "run.yaml"
     config.write_text(
-        yaml.safe_dump({"training": settings.to_dict(), "env": {"episode_sessions": 2}})
+        yaml.safe_dump(
+            {
+                "training": settings.to_dict(),
+                "encoder": experiment.encoder.to_dict(),
+                "env": {"episode_sessions": 2},
+            }
+        )
     )
     out = tmp_path / "out"
     argv = ["--config", str(config), "--data-dir", str(data_dir), "--output", str(out)]
@@ -428,7 +430,8 @@ def test_cli_writes_a_loadable_bundle(tmp_path: Path) -> None:
     (run_dir,) = out.iterdir()
     bundle = load_bundle(run_dir)
     assert {"metrics.json", "training_settings.json"} <= set(bundle.metadata["files"])
-    assert TrainingSettings.load(run_dir / "training_settings.json") == bundle.settings
+    training = load_experiment(run_dir / "config.yaml").training
+    assert TrainingSettings.load(run_dir / "training_settings.json") == training
     meta = bundle.metadata
     dataset = SymbolDataset.load("SPY", data_dir, FeatureConfig())
     assert meta["data"]["sha256"] == data_range(dataset.market)["sha256"]
@@ -440,23 +443,14 @@ def test_cli_writes_a_loadable_bundle(tmp_path: Path) -> None:
 
 
 def test_shared_encoder_bundle(dataset: SymbolDataset, tmp_path: Path) -> None:
-    from backend.training.train import build_model, resolve_env_config
+    from backend.training.train import build_model
 
-    settings = _settings("transformer", share_features_extractor=True)
+    config = _config("transformer", share_features_extractor=True)
     fit, _ = split_sessions(dataset.sessions, val_fraction=0.15, gap_sessions=1)
     normalizer = dataset.fit_normalizer(*fit)
     arrays = dataset.arrays(normalizer)
-    env_config = resolve_env_config(settings, ENV)
-    model = build_model(IntradayTradingEnv(arrays, env_config), settings, tensorboard_log=None)
-    path = save_bundle(
-        tmp_path / "b",
-        model,
-        normalizer,
-        settings=settings,
-        env_config=env_config,
-        feature_config=dataset.feature_config,
-        metadata={"symbol": "spy"},
-    )
+    model = build_model(IntradayTradingEnv(arrays, config.env), config, tensorboard_log=None)
+    path = save_bundle(tmp_path / "b", model, normalizer, config=config, metadata={"symbol": "spy"})
     state = load_encoder_state(path / "encoder_state_dict.pt")
     assert state["shared"] and "critic" not in state
     extractor = model.policy.actor.features_extractor.state_dict()

@@ -6,17 +6,25 @@ import math
 
 import numpy as np
 import pytest
+from pydantic import TypeAdapter
 
-from backend.config.env_config import REWARD_NAMES, EnvConfig
 from backend.environments.rewards import (
+    REWARD_CONFIGS,
     REWARDS,
+    CostPenalizedConfig,
     CostPenalizedReturnReward,
+    DDRConfig,
     DifferentialSharpeRatio,
     DownsideDeviationRatio,
+    DSRConfig,
     LogReturnReward,
     RewardFunction,
+    fit_reward_floor,
     make_reward,
+    reward_config_union,
+    reward_names,
 )
+from backend.utils.config_model import ConfigError
 
 # --------------------------------------------------------------------------- DSR by hand
 # Series R = 0.01, -0.005, 0.02 with eta = 0.1, A_0 = B_0 = 0, worked out from
@@ -148,21 +156,46 @@ def test_cost_penalized_reward() -> None:
 
 
 def test_registry_covers_every_config_name() -> None:
-    assert set(REWARDS) == set(REWARD_NAMES)
+    assert set(REWARDS) == set(REWARD_CONFIGS) == set(reward_names())
+    union = TypeAdapter(reward_config_union())
     for name, cls in REWARDS.items():
         assert issubclass(cls, RewardFunction)
-        assert cls.name == name
-        assert isinstance(make_reward(EnvConfig(reward=name)), cls)  # type: ignore[arg-type]
+        assert cls.name == name and cls.config_class is REWARD_CONFIGS[name]
+        config = union.validate_python({"name": name})
+        assert isinstance(config, REWARD_CONFIGS[name])
+        assert isinstance(make_reward(config), cls)
 
 
 def test_make_reward_passes_config_fields() -> None:
-    cfg = EnvConfig(reward="dsr", dsr_eta=0.2, dsr_warmup_steps=3, dsr_eps=1e-6)
-    dsr = make_reward(cfg)
+    dsr = make_reward(DSRConfig(eta=0.2, warmup_steps=3, eps=1e-6))
     assert isinstance(dsr, DifferentialSharpeRatio)
     assert (dsr.eta, dsr.warmup_steps, dsr.eps) == (0.2, 3, 1e-6)
-    cp = make_reward(EnvConfig(reward="cost_penalized", cost_penalty=4.0))
+    cp = make_reward(CostPenalizedConfig(cost_penalty=4.0))
     assert isinstance(cp, CostPenalizedReturnReward)
     assert cp.penalty == 4.0
+    assert isinstance(make_reward(), DifferentialSharpeRatio)  # the default reward
+
+
+@pytest.mark.parametrize(
+    ("config", "kwargs", "match"),
+    [
+        (DSRConfig, {"eta": 0.0}, r"DSRConfig\.eta: Input should be greater than 0"),
+        (DSRConfig, {"eta": 1.0}, r"DSRConfig\.eta: Input should be less than 1"),
+        (DSRConfig, {"warmup_steps": -1}, r"DSRConfig\.warmup_steps: .*greater than or equal"),
+        (DSRConfig, {"eps": 0.0}, r"DSRConfig\.eps: Input should be greater than 0"),
+        (DSRConfig, {"scale": 0.0}, r"DSRConfig\.scale: Input should be greater than 0"),
+        (DSRConfig, {"cost_penalty": 1.0}, r"DSRConfig\.cost_penalty: unknown key"),
+        (DSRConfig, {"floor_vol": -1.0}, r"DSRConfig\.floor_vol: .*greater than or equal"),
+        (DSRConfig, {"bias_correction": 1}, r"DSRConfig\.bias_correction: .*valid boolean"),
+        (DDRConfig, {"eta": 1.0}, r"DDRConfig\.eta: Input should be less than 1"),
+        (CostPenalizedConfig, {"cost_penalty": -1.0}, r"cost_penalty: .*greater than or equal"),
+    ],
+)
+def test_reward_configs_validate_their_fields(
+    config: type, kwargs: dict[str, float], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        config(**kwargs)
 
 
 # --------------------------------------------------------------------------- issue 9 options
@@ -223,7 +256,7 @@ def test_exact_dsr_is_scale_blind_and_the_vol_floor_is_not() -> None:
 
     tiny = 1e-12
     assert episode_sum(0.5, tiny) == pytest.approx(episode_sum(1.0, tiny), rel=1e-9)
-    floor = (1.0 * 0.0018) ** 2  # EnvConfig.dsr_floor_vol = 1: the asset's own variance
+    floor = (1.0 * 0.0018) ** 2  # DSRConfig.floor_vol = 1: the asset's own variance
     full, half, tenth = (episode_sum(s, floor) for s in (1.0, 0.5, 0.1))
     assert full > 0
     # Below the floor the numerator scales as k**3 over a fixed denominator: a tenth of
@@ -262,10 +295,34 @@ def test_ddr_charges_losses_more_than_it_pays_equal_gains() -> None:
     assert gain > 0 > loss and abs(loss) > abs(gain)
 
 
-def test_ddr_is_registered_and_built_from_the_env_config() -> None:
-    cfg = EnvConfig(reward="ddr", dsr_eta=0.2, dsr_warmup_steps=3, dsr_bias_correction=True)
+def test_ddr_is_registered_and_built_from_its_config() -> None:
+    cfg = DDRConfig(eta=0.2, warmup_steps=3, bias_correction=True)
     reward = make_reward(cfg)
     assert isinstance(reward, DownsideDeviationRatio)
     assert (reward.eta, reward.warmup_steps, reward.bias_correction) == (0.2, 3, True)
-    with pytest.raises(ValueError, match="dsr_floor_vol"):
-        EnvConfig(dsr_floor_vol=-1.0)
+    assert reward_names().index("ddr") > reward_names().index("dsr")
+
+
+def test_default_dsr_is_the_exact_moody_saffell_recursion() -> None:
+    # The schema's defaults select the exact DSR: no bias correction, no fitted floor.
+    config = DSRConfig()
+    assert (config.bias_correction, config.floor_vol) == (False, 0.0)
+    exact = make_reward(DSRConfig(eta=0.1, warmup_steps=0, eps=1e-12))
+    assert [exact.step(r) for r in SERIES] == pytest.approx(list(EXPECTED_D), rel=1e-9)
+
+
+def test_fit_reward_floor_uses_the_given_fit_bars_only() -> None:
+    rng = np.random.default_rng(3)
+    open_ = 100.0 * np.exp(np.cumsum(0.001 * rng.standard_normal(200)))
+    close = open_ * (1.0 + 0.0018 * rng.standard_normal(200))
+    sigma = float(np.std(close[:120] / open_[:120] - 1.0))
+    fitted = fit_reward_floor(DSRConfig(floor_vol=1.5), open_[:120], close[:120])
+    assert fitted.eps == pytest.approx((1.5 * sigma) ** 2, rel=1e-12)
+    assert fitted.floor_vol == 1.5  # recorded, so the saved config says how eps was set
+    # Bars after the fit range never enter it: perturbing them changes nothing.
+    close2 = close.copy()
+    close2[120:] *= 1.5
+    assert fit_reward_floor(DSRConfig(floor_vol=1.5), open_[:120], close2[:120]) == fitted
+    # floor_vol 0 and rewards without a floor come back unchanged.
+    assert fit_reward_floor(DSRConfig(eps=3e-8), open_, close) == DSRConfig(eps=3e-8)
+    assert fit_reward_floor(CostPenalizedConfig(), open_, close) == CostPenalizedConfig()

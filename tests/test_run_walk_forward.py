@@ -57,8 +57,10 @@ def test_dry_run_prints_window_table(small_store, small_config, capsys):
 
 def test_default_run_is_the_ground_truth_comparison(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "DEFAULT_DATA_DIR", tmp_path / "data")
-    monkeypatch.setattr(cli, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
+    from backend.training import train
+
+    monkeypatch.setattr(train, "DEFAULT_DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
     assert cli.main(["--dry-run"]) == 0
     out = capsys.readouterr().out
     for market in ("null", "momentum", "sequence"):
@@ -116,10 +118,19 @@ def test_too_short_data_is_a_clear_error(small_store, capsys):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("walk_forward:\n  train_sesions: 10\n", "unknown key"),
-        ("walk_forward:\n  test_sessions: 0\n", "test_sessions"),
-        ("trainer: {}\n", "unknown section"),
-        ("features:\n  rsi_period: -3\n", "rsi_period"),
+        ("walk_forward:\n  train_sesions: 10\n", "walk_forward.train_sesions: unknown key"),
+        ("walk_forward:\n  test_sessions: 0\n", "walk_forward.test_sessions: Input should be"),
+        ("trainer: {}\n", "trainer: unknown key"),
+        ("features:\n  rsi_period: -3\n", "features.rsi_period: Input should be greater"),
+        ("features: 3\n", "features: expected a mapping of fields"),
+        ("encoder:\n  name: gru\n", "encoder: Input tag 'gru' found using 'name' does not match"),
+        ("walk_forward:\n  gap_bars: 104\n", "walk_forward.gap_bars=104 is below the purge rule"),
+        ("modes: [manual, gru]\n", "modes[1]: Input should be 'manual', 'cnn'"),
+        ("modes: []\n", "modes: unknown or no encoder(s) []"),
+        ("data:\n  market: bull\n", "data.market: unknown market scenario 'bull'"),
+        ("data:\n  start: 2024-02-30\n", "cannot parse: day is out of range for month"),
+        ("data:\n  start: 2024-03-01\n  end: 2024-02-01\n", "data: start 2024-03-01 is after"),
+        ("data:\n  start: '2024-02-30'\n", "data.start: '2024-02-30' is not a calendar date"),
     ],
 )
 def test_bad_config_files_are_reported(tmp_path, small_store, text, message, capsys):
@@ -127,7 +138,69 @@ def test_bad_config_files_are_reported(tmp_path, small_store, text, message, cap
     path.write_text(text)
     code = cli.main(["--dry-run", "--data-dir", str(small_store), "--config", str(path)])
     assert code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: {path}: ")
+
+
+def test_unquoted_yaml_dates_are_dates(tmp_path, capsys):
+    path = tmp_path / "d.yaml"
+    path.write_text("data:\n  start: 2024-01-02\n")
+    assert cli.main(["--print-config", "--config", str(path), "--end", "2024-03-01"]) == 0
+    assert "start: '2024-01-02'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("walk_forwrd: {}\n", "walk_forwrd"),
+        ("data:\n  symbls: [SPY]\n", "data.symbls"),
+        ("features:\n  rsi_perod: 9\n", "features.rsi_perod"),
+        ("env:\n  cost_bp: 2\n", "env.cost_bp"),
+        ("reward:\n  name: cost_penalized\n  penalty: 2\n", "reward.penalty"),
+        ("training:\n  batchsize: 8\n", "training.batchsize"),
+        ("encoder:\n  name: transformer\n  local_windw: [20, null]\n", "encoder.local_windw"),
+    ],
+)
+def test_a_misspelled_key_anywhere_is_exit_2_naming_its_path(
+    tmp_path, small_store, text, key, capsys
+):
+    path = tmp_path / "typo.yaml"
+    path.write_text(text)
+    assert cli.main(["--print-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: {key}: unknown key")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_print_config_resolves_preset_file_and_flags(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "encoder:\n  name: transformer\n  temporal_decay: learnable\n"
+        "  local_window: [20, null]\n  positional_encoding: learned\n"
+        "walk_forward:\n  test_sessions: 7\n"
+    )
+    argv = ["--print-config", "--config", str(path), "--mode", "long", "--seed", "9"]
+    assert cli.main([*argv, "--sequence-encoder", "transformer,manual", "--no-vix"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["preset"] == "long" and printed["modes"] == ["manual", "transformer"]
+    assert printed["encoder"]["temporal_decay"] == "learnable"
+    assert printed["encoder"]["local_window"] == [20, None]
+    assert printed["encoder"]["positional_encoding"] == "learned"
+    assert printed["walk_forward"]["train_sessions"] == 250  # the preset
+    assert printed["walk_forward"]["test_sessions"] == 7  # the file over the preset
+    assert printed["training"]["seed"] == 9 and printed["features"]["use_vix"] is False
+    # The purge gap is derived from the features actually used (no VIX: shorter lookback).
+    from backend.config.experiment import required_gap_bars
+    from backend.data_download.feature_config import FeatureConfig
+
+    assert printed["walk_forward"]["gap_bars"] == required_gap_bars(FeatureConfig(use_vix=False))
+    # The default: the short preset, every registered encoder.
+    assert cli.main(["--print-config"]) == 0
+    default = yaml.safe_load(capsys.readouterr().out)
+    assert default["preset"] == "short" and default["modes"] == list(cli.encoder_names())
 
 
 def test_cli_runs_as_a_module(small_store, small_config):

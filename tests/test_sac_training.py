@@ -11,16 +11,16 @@ import pandas as pd
 import pytest
 import torch as th
 
-from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig, ManualEncoderConfig
 from backend.data_download.dataset import SymbolDataset
+from backend.data_download.feature_config import FeatureConfig
 from backend.data_download.loader import join_vix_asof
 from backend.data_download.synthetic_market import (
     SyntheticMarketConfig,
     generate_synthetic_market,
 )
+from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
-from backend.models.feature_extractors import encoder_policy_kwargs
+from backend.models.feature_extractors import ManualEncoderConfig, encoder_policy_kwargs
 from backend.models.sac import YoopSAC, split_samples
 
 th.set_num_threads(1)

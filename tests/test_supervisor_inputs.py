@@ -15,10 +15,10 @@ from backend.config.supervisor_config import (
     SupervisorConfig,
     load_supervisor_config,
 )
-from backend.data_download.sentiment_service import normalize_title, score_items, score_text
 from backend.monitoring import news_sources
 from backend.monitoring.risk_levels import RiskLevel
 from backend.monitoring.rule_classifier import RuleClassifier
+from backend.monitoring.sentiment_service import normalize_title, score_items, score_text
 
 NEWS = Path(__file__).parent / "fixtures" / "news"
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)

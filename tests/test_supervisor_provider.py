@@ -25,12 +25,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from backend.config.supervisor_config import LLMConfig, SupervisorConfig
-from backend.data_download.sentiment_service import score_items
 from backend.monitoring import news_sources
 from backend.monitoring.audit_log import AuditLog
 from backend.monitoring.llm_provider import SYSTEM_PROMPT, OpenAICompatibleProvider
 from backend.monitoring.llm_supervisor import Supervisor
 from backend.monitoring.risk_levels import RiskLevel
+from backend.monitoring.sentiment_service import score_items
 
 NEWS = Path(__file__).parent / "fixtures" / "news"
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)

@@ -60,6 +60,9 @@ def test_status_schema_from_loopback_without_token(sup, monkeypatch) -> None:
         "sources",
         "provider",
         "manual_override",
+        "audit_ok",
+        "audit_error",
+        "audit_failures",
     }
     assert r.json()["decided_at"].endswith("Z") or "+00:00" in r.json()["decided_at"]
     assert "/supervisor/status" in c.get("/openapi.json").json()["paths"]

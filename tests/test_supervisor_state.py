@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from backend.config.supervisor_config import LLMConfig, SupervisorConfig
-from backend.data_download.sentiment_service import ScoredItem
 from backend.monitoring.audit_log import AuditLog, inputs_digest
 from backend.monitoring.llm_supervisor import Supervisor, merge_verdicts, run_poll_loop
 from backend.monitoring.risk_levels import ProviderResult, RiskLevel, Verdict
+from backend.monitoring.sentiment_service import ScoredItem
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
 L = RiskLevel

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.config.training_config import TrainingSettings, config_from_dict
+from backend.config.experiment import resolve_experiment
+from backend.config.presets import preset_names
 from backend.scripts import run_walk_forward as cli
-from backend.training.walk_forward import RUN_PRESETS
 
 REQUIRED_TAGS = {
     "train/actor_loss": "SAC actor loss",
@@ -32,11 +32,11 @@ def _scalar_tags(run_dir: Path) -> set[str]:
     return tags
 
 
-@pytest.mark.parametrize("preset", sorted(RUN_PRESETS))
+@pytest.mark.parametrize("preset", preset_names())
 def test_every_preset_logs_to_tensorboard(preset):
+    experiment = resolve_experiment(preset)
     for mode in ("manual", "transformer"):
-        overrides = RUN_PRESETS[preset].training_overrides(mode)
-        settings = config_from_dict(TrainingSettings, overrides)
+        settings = experiment.for_mode(mode).training
         assert settings.tensorboard_log is not None, f"{preset}/{mode} has TensorBoard off"
 
 

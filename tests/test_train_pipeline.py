@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +13,23 @@ import torch as th
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
-from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig, TrainingSettings
+from backend.config.experiment import (
+    TRAINING_ENV_DEFAULTS,
+    ExperimentConfig,
+    load_experiment,
+    resolve_experiment,
+)
 from backend.data_download.dataset import SymbolDataset
+from backend.data_download.feature_config import FeatureConfig
 from backend.data_download.loader import join_vix_asof
 from backend.data_download.synthetic_market import (
     SyntheticMarketConfig,
     generate_synthetic_market,
 )
+from backend.environments.intraday_env import IntradayTradingEnv
 from backend.models.sac import YoopSAC
-from backend.training.train import (
-    TRAINING_ENV_DEFAULTS,
-    load_run_file,
-    resolve_env_config,
-    split_sessions,
-    train_on_range,
-)
+from backend.training.train import build_model, split_sessions, train_on_range
+from backend.utils.config_model import ConfigError
 
 th.set_num_threads(1)
 
@@ -46,16 +47,17 @@ def _spans(dataset: SymbolDataset) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     return split_sessions(dataset.sessions, val_fraction=0.15, gap_sessions=1)
 
 
-def _settings(tmp_path: Path, mode: str, **overrides: Any) -> TrainingSettings:
+ENCODERS: dict[str, dict[str, Any]] = {
+    "manual": {"embedding_dim": 8, "hidden_dims": [16]},
+    "transformer": {"embedding_dim": 8, "d_model": 8, "n_layers": 1, "n_heads": 2},
+    "lstm": {"embedding_dim": 8},
+    "cnn": {"embedding_dim": 8},
+}
+
+
+def _training(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "encoder_mode": mode,
-        "sequence_length": 8,
-        "embedding_dim": 8,
-        "manual_hidden_dims": (16,),
-        "transformer_hidden_dim": 8,
-        "transformer_num_layers": 1,
-        "transformer_num_heads": 2,
-        "net_arch": (16,),
+        "net_arch": [16],
         "total_timesteps": 240,
         "batch_size": 16,
         "gradient_accumulation_steps": 2,
@@ -68,10 +70,17 @@ def _settings(tmp_path: Path, mode: str, **overrides: Any) -> TrainingSettings:
         "tensorboard_log": str(tmp_path / "tb"),
     }
     values.update(overrides)
-    return TrainingSettings(**values)
+    return values
 
 
-ENV = dataclasses.replace(TRAINING_ENV_DEFAULTS, episode_sessions=2)
+def _config(tmp_path: Path, mode: str, **training: Any) -> ExperimentConfig:
+    return resolve_experiment(
+        overrides={
+            "env": {"sequence_length": 8, "episode_sessions": 2},
+            "encoder": {"name": mode, **ENCODERS[mode]},
+            "training": _training(tmp_path, **training),
+        }
+    )
 
 
 @pytest.mark.parametrize("mode", ["manual", "transformer"])
@@ -79,9 +88,7 @@ def test_tiny_training_run_logs_and_restores_best(
     dataset: SymbolDataset, tmp_path: Path, mode: str
 ) -> None:
     fit, val = _spans(dataset)
-    result = train_on_range(
-        dataset, fit, val, _settings(tmp_path, mode), ENV, attention_probe_every=50
-    )
+    result = train_on_range(dataset, fit, val, _config(tmp_path, mode), attention_probe_every=50)
     m = result.metrics
     assert m["steps_done"] == 240
     assert m["n_evaluations"] == 3
@@ -128,7 +135,7 @@ def test_early_stopping_triggers_and_best_weights_are_restored(
     dataset: SymbolDataset, tmp_path: Path
 ) -> None:
     fit, val = _spans(dataset)
-    settings = _settings(
+    config = _config(
         tmp_path,
         "manual",
         learning_starts=10,
@@ -138,9 +145,7 @@ def test_early_stopping_triggers_and_best_weights_are_restored(
     )
     best_path = tmp_path / "best.zip"
     last = _LastWeights()
-    result = train_on_range(
-        dataset, fit, val, settings, ENV, best_model_path=best_path, callbacks=[last]
-    )
+    result = train_on_range(dataset, fit, val, config, best_model_path=best_path, callbacks=[last])
     m = result.metrics
     assert m["stopped_early"]
     assert m["steps_done"] < 2_000
@@ -161,55 +166,120 @@ def test_early_stopping_triggers_and_best_weights_are_restored(
 
 def test_seeded_runs_give_identical_parameters(dataset: SymbolDataset, tmp_path: Path) -> None:
     fit, val = _spans(dataset)
-    settings = _settings(tmp_path, "manual", total_timesteps=160, tensorboard_log=None)
-    a = train_on_range(dataset, fit, val, settings, ENV).model.policy.state_dict()
-    b = train_on_range(dataset, fit, val, settings, ENV).model.policy.state_dict()
+    config = _config(tmp_path, "manual", total_timesteps=160, tensorboard_log=None)
+    a = train_on_range(dataset, fit, val, config).model.policy.state_dict()
+    b = train_on_range(dataset, fit, val, config).model.policy.state_dict()
     for key in a:
         assert th.equal(a[key], b[key]), key
 
 
 def test_env_layout_follows_the_encoder(tmp_path: Path) -> None:
-    cfg = resolve_env_config(_settings(tmp_path, "lstm", sequence_length=12), None)
+    cfg = resolve_experiment(
+        overrides={"encoder": {"name": "lstm"}, "env": {"sequence_length": 12}}
+    ).env
     assert cfg.use_sequence_encoder and cfg.sequence_length == 12
     assert cfg.episode_sessions == TRAINING_ENV_DEFAULTS.episode_sessions
-    flat = resolve_env_config(_settings(tmp_path, "manual"), EnvConfig(use_sequence_encoder=True))
-    assert not flat.use_sequence_encoder
+    assert not resolve_experiment(
+        overrides={"encoder": {"name": "manual"}}
+    ).env.use_sequence_encoder
+    # A layout that contradicts the encoder is refused, not silently overridden.
+    with pytest.raises(ConfigError, match=r"env\.use_sequence_encoder=True disagrees"):
+        resolve_experiment(
+            overrides={"encoder": {"name": "manual"}, "env": {"use_sequence_encoder": True}}
+        )
 
 
 def test_run_file_sections_and_errors(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
-    path.write_text("training:\n  encoder_mode: cnn\n  batch_size: 32\nenv:\n  dsr_eta: 0.1\n")
-    settings, env, features = load_run_file(path)
-    assert settings.encoder_mode == "cnn" and settings.batch_size == 32
-    assert env.dsr_eta == pytest.approx(0.1)
-    assert env.episode_sessions == TRAINING_ENV_DEFAULTS.episode_sessions
-    assert features == FeatureConfig.for_agent("SAC_INTRADAY_DSR")
+    path.write_text(
+        "encoder:\n  name: cnn\n  kernel_size: 5\ntraining:\n  batch_size: 32\n"
+        "reward:\n  eta: 0.1\n"
+    )
+    config = load_experiment(path)
+    assert config.encoder.name == "cnn" and config.encoder.kernel_size == 5  # type: ignore[union-attr]
+    assert config.training.batch_size == 32
+    assert config.reward.eta == pytest.approx(0.1)  # type: ignore[union-attr]
+    assert config.reward.warmup_steps == 20  # type: ignore[union-attr]  # training default kept
+    assert config.env.episode_sessions == TRAINING_ENV_DEFAULTS.episode_sessions
+    assert config.features == FeatureConfig.for_agent("SAC_INTRADAY_DSR")
     path.write_text("trainng: {}\n")
-    with pytest.raises(ValueError, match="unknown section"):
-        load_run_file(path)
-    path.write_text("training:\n  transformer_hidden_dim: 30\n")
-    with pytest.raises(ValueError, match="divisible by transformer_num_heads"):
-        load_run_file(path)
+    with pytest.raises(
+        ConfigError, match=r"run\.yaml: trainng: unknown key \(did you mean 'training'"
+    ):
+        load_experiment(path)
+    path.write_text("encoder:\n  d_model: 30\n")
+    with pytest.raises(
+        ConfigError, match=r"encoder: d_model \(width\) 30 must be divisible by n_heads"
+    ):
+        load_experiment(path)
+    path.write_text("encoder:\n  name: transformer\n  local_window: [20, zero]\n")
+    with pytest.raises(
+        ConfigError, match=r"encoder\.local_window\[1\]: Input should be a valid integer"
+    ):
+        load_experiment(path)
+    path.write_text("reward:\n  name: sharpe\n")
+    with pytest.raises(ConfigError, match=r"reward: .*'dsr', 'log_return', 'cost_penalized'"):
+        load_experiment(path)
 
 
-def test_settings_round_trip(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, "transformer")
+def test_config_round_trip(tmp_path: Path) -> None:
+    config = _config(tmp_path, "transformer")
     for name in ("s.yaml", "s.json"):
-        assert TrainingSettings.load(settings.save(tmp_path / name)) == settings
-    config = settings.encoder_config()
-    assert (config.d_model, config.n_heads, config.n_layers) == (8, 2, 1)  # type: ignore[attr-defined]
+        assert ExperimentConfig.load(config.save(tmp_path / name)) == config
+    assert load_experiment(tmp_path / "s.yaml") == config
+    encoder = config.encoder
+    assert (encoder.d_model, encoder.n_heads, encoder.n_layers) == (8, 2, 1)  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="must divide batch_size"):
-        _settings(tmp_path, "manual", gradient_accumulation_steps=3)
+        _config(tmp_path, "manual", gradient_accumulation_steps=3)
+
+
+TRANSFORMER_YAML = """
+encoder:
+  name: transformer
+  temporal_decay: learnable
+  local_window: [20, null]
+  positional_encoding: learned
+env:
+  sequence_length: 24
+"""
+
+
+def test_encoder_section_changes_the_extractor_that_trains(
+    dataset: SymbolDataset, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(TRANSFORMER_YAML)
+    config = load_experiment(path)
+    normalizer = dataset.fit_normalizer(dataset.sessions[0], dataset.sessions[10])
+    env = IntradayTradingEnv(dataset.arrays(normalizer), config.env, reward=config.reward)
+    model = build_model(env, config, tensorboard_log=None)
+    for extractor in (
+        model.policy.actor.features_extractor,
+        model.policy.critic.features_extractor,
+    ):
+        body = extractor.transformer
+        assert body.decay == "learnable" and isinstance(body.decay_raw, th.nn.Parameter)
+        assert body.position_kind == "learned"
+        assert isinstance(body.positional, th.nn.Parameter) and body.positional.shape[0] == 24
+        local, global_ = body.allowed[0], body.allowed[1]  # (T, T) each
+        assert not bool(local[23, 0]) and bool(local[23, 4]) and not bool(local[23, 3])
+        assert bool(global_.all())  # layer 0 sees 20 bars, layer 1 the whole window
+    default = build_model(
+        IntradayTradingEnv(dataset.arrays(normalizer), ExperimentConfig().env),
+        ExperimentConfig(),
+        tensorboard_log=None,
+    ).policy.actor.features_extractor.transformer
+    assert default.decay == "none" and default.position_kind == "sinusoidal"
 
 
 def test_fit_and_val_must_be_ordered(dataset: SymbolDataset, tmp_path: Path) -> None:
     fit, val = _spans(dataset)
     with pytest.raises(ValueError, match="fit_last < val_first"):
-        train_on_range(dataset, val, fit, _settings(tmp_path, "manual"), ENV)
+        train_on_range(dataset, val, fit, _config(tmp_path, "manual"))
     assert isinstance(fit[0], pd.Timestamp)
 
 
-def test_cli_trains_and_saves(tmp_path: Path) -> None:
+def test_cli_trains_and_saves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from backend.data_download.synthetic_market import write_synthetic_market
     from backend.training.train import main
 
@@ -217,13 +287,19 @@ def test_cli_trains_and_saves(tmp_path: Path) -> None:
     write_synthetic_market(
         data_dir, SyntheticMarketConfig(start="2024-10-01", end=None, n_sessions=24, seed=7)
     )
-    settings = _settings(tmp_path, "manual", total_timesteps=120, eval_every_steps=60)
-    config = tmp_path / "run.yaml"
-    config.write_text(
-        yaml.safe_dump({"training": settings.to_dict(), "env": {"episode_sessions": 2}})
+    config = _config(tmp_path, "manual", total_timesteps=120, eval_every_steps=60)
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "training": config.training.to_dict(),
+                "encoder": config.encoder.to_dict(),
+                "env": {"episode_sessions": 2},
+            }
+        )
     )
     out = tmp_path / "out"
-    argv = ["--config", str(config), "--data-dir", str(data_dir), "--output", str(out)]
+    argv = ["--config", str(path), "--data-dir", str(data_dir), "--output", str(out)]
     assert main([*argv, "--no-progress", "--val-fraction", "0.15"]) == 0
     (run_dir,) = out.iterdir()
     names = {p.name for p in run_dir.iterdir()}
@@ -232,13 +308,70 @@ def test_cli_trains_and_saves(tmp_path: Path) -> None:
     model = YoopSAC.load(run_dir / "model.zip", device="cpu")
     assert model.num_timesteps == 120
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
-    # the bundle's own config.yaml (with its derived 'encoder' section) trains again as is
-    again, again_env, again_features = load_run_file(run_dir / "config.yaml")
-    assert again == settings
-    assert again_env.episode_sessions == 2
-    edited = yaml.safe_load((run_dir / "config.yaml").read_text())
-    edited["encoder"]["config"]["embedding_dim"] += 1
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(edited))
-    with pytest.raises(ValueError, match="'encoder' section .* disagrees"):
-        load_run_file(bad)
+    # The bundle's config.yaml is the experiment, complete: it loads back equal...
+    again = load_experiment(run_dir / "config.yaml")
+    assert again.training == config.training and again.encoder == config.encoder
+    assert again.env.episode_sessions == 2 and again.data.data_dir == str(data_dir)
+    # ...and trains again as it is (data dir, symbol and all, recorded in it).
+    out2 = tmp_path / "out2"
+    bundle_argv = ["--config", str(run_dir / "config.yaml"), "--output", str(out2)]
+    assert main([*bundle_argv, "--no-progress", "--val-fraction", "0.15"]) == 0
+    (run_dir2,) = out2.iterdir()
+    assert load_experiment(run_dir2 / "config.yaml") == again
+    # The main job reads it too (its walk-forward windows need more data than this store).
+    from backend.scripts import run_walk_forward
+
+    capsys.readouterr()
+    assert run_walk_forward.main(["--config", str(run_dir / "config.yaml"), "--print-config"]) == 0
+    printed = ExperimentConfig.model_validate(yaml.safe_load(capsys.readouterr().out))
+    # The main job labels a file that names no preset with its default one ("short"); every
+    # field of the complete file wins over that preset, so all else is the bundle's experiment.
+    assert printed.preset == "short"
+    assert printed.replace(preset=None) == again
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("trainig:\n  seed: 1\n", "trainig"),
+        ("training:\n  learnig_rate: 0.1\n", r"training\.learnig_rate"),
+        ("encoder:\n  name: cnn\n  kernal_size: 5\n", r"encoder\.kernal_size"),
+        ("reward:\n  name: dsr\n  etaa: 0.1\n", r"reward\.etaa"),
+        ("data:\n  symbol: QQQ\n", r"data\.symbol"),
+        ("env:\n  cost_bp: 2\n", r"env\.cost_bp"),
+    ],
+)
+def test_cli_misspelled_key_is_exit_2_naming_its_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, path: str
+) -> None:
+    from backend.training.train import main
+
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    assert main(["--config", str(config), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(rf"^error: .*bad\.yaml: {path}: unknown key", err)
+
+
+def test_cli_print_config_shows_the_resolved_encoder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from backend.training.train import main
+
+    path = tmp_path / "t.yaml"
+    # The short preset's tiny transformer has one layer; two windows need two.
+    path.write_text(TRANSFORMER_YAML.replace("  local_window", "  n_layers: 2\n  local_window"))
+    assert main(["--config", str(path), "--preset", "short", "--seed", "7", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["encoder"]["temporal_decay"] == "learnable"
+    assert printed["encoder"]["local_window"] == [20, None]
+    assert printed["encoder"]["positional_encoding"] == "learned"
+    assert printed["encoder"]["size"] == "tiny"  # from the preset, under the file
+    assert printed["encoder"]["d_model"] == 16 and printed["encoder"]["n_layers"] == 2
+    assert printed["env"]["sequence_length"] == 24  # the file over the preset's 16
+    assert printed["training"]["seed"] == 7  # the flag over both
+    assert printed["preset"] == "short"
+    assert ExperimentConfig.model_validate(printed) == resolve_experiment(
+        "short", path, {"training": {"seed": 7}}
+    )

@@ -1,17 +1,11 @@
-import dataclasses
 import json
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from backend.config.training_config import (
-    FEATURE_GROUPS,
-    FEATURE_PRESETS,
-    FeatureConfig,
-    config_from_dict,
-    load_config,
-    save_config,
-)
+from backend.data_download.feature_config import FEATURE_GROUPS, FEATURE_PRESETS, FeatureConfig
+from backend.utils.config_model import ConfigError
 
 
 def test_preset_for_sac_intraday_dsr_enables_every_group_including_vix():
@@ -50,37 +44,39 @@ def test_every_field_has_a_docstring():
         if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
             if isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
                 documented.add(node.target.id)
-    fields = {f.name for f in dataclasses.fields(FeatureConfig)}
+    fields = set(FeatureConfig.model_fields)
     assert fields - documented == set()
+    # ...and the docstrings reach the JSON Schema (the web form's labels).
+    schema = FeatureConfig.model_json_schema()["properties"]
+    assert all(schema[name].get("description") for name in fields)
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error", "match"),
+    ("kwargs", "match"),
     [
-        ({"rsi_period": 0}, ValueError, r"rsi_period must be a positive integer, got 0"),
-        ({"atr_period": -3}, ValueError, r"atr_period must be a positive integer"),
-        ({"bollinger_window": 2.5}, ValueError, r"bollinger_window must be a positive integer"),
-        ({"volume_zscore_window": True}, ValueError, r"volume_zscore_window must be a positive"),
-        ({"bollinger_window": 1}, ValueError, r"bollinger_window must be >= 2"),
-        ({"vix_volatility_window": 1}, ValueError, r"vix_volatility_window must be >= 2"),
-        ({"macd_fast": 26, "macd_slow": 26}, ValueError, r"macd_fast \(26\) must be smaller"),
-        ({"return_horizons": (1, 0)}, ValueError, r"return_horizons must hold positive"),
-        ({"return_horizons": (4, 4)}, ValueError, r"return_horizons has duplicates"),
-        ({"return_horizons": ()}, ValueError, r"return_horizons is empty but use_returns"),
-        ({"bollinger_k": 0.0}, ValueError, r"bollinger_k must be > 0"),
-        ({"ewm_residual": 0.0}, ValueError, r"ewm_residual must be in \(0, 1\]"),
-        ({"ewm_residual": 1.5}, ValueError, r"ewm_residual must be in \(0, 1\]"),
-        ({"interval": "7m"}, ValueError, r"interval must be one of"),
-        ({"use_vix": "yes"}, TypeError, r"use_vix must be a bool"),
+        ({"rsi_period": 0}, r"rsi_period: Input should be greater than or equal to 1, got int 0"),
+        ({"atr_period": -3}, r"atr_period: Input should be greater than or equal to 1"),
+        ({"bollinger_window": 2.5}, r"bollinger_window: Input should be a valid integer"),
+        ({"volume_zscore_window": True}, r"volume_zscore_window: Input should be a valid int"),
+        ({"bollinger_window": 1}, r"bollinger_window: Input should be greater than or equal to 2"),
+        ({"vix_volatility_window": 1}, r"vix_volatility_window: .*greater than or equal to 2"),
+        ({"macd_fast": 26, "macd_slow": 26}, r"macd_fast \(26\) must be smaller"),
+        ({"return_horizons": (1, 0)}, r"return_horizons\[1\]: .*greater than or equal to 1"),
+        ({"return_horizons": (4, 4)}, r"return_horizons: return_horizons has duplicates"),
+        ({"return_horizons": ()}, r"return_horizons is empty but use_returns"),
+        ({"bollinger_k": 0.0}, r"bollinger_k: Input should be greater than 0"),
+        ({"ewm_residual": 0.0}, r"ewm_residual: Input should be greater than 0"),
+        ({"ewm_residual": 1.5}, r"ewm_residual: Input should be less than or equal to 1"),
+        ({"interval": "7m"}, r"interval must be one of"),
+        ({"use_vix": "yes"}, r"use_vix: Input should be a valid boolean"),
         (
             {f"use_{g}": False for g in FEATURE_GROUPS},
-            ValueError,
             r"at least one feature group must be enabled",
         ),
     ],
 )
-def test_validation_errors(kwargs, error, match):
-    with pytest.raises(error, match=match):
+def test_validation_errors(kwargs, match):
+    with pytest.raises(ConfigError, match=r"^FeatureConfig[.:].*" + match):
         FeatureConfig(**kwargs)
 
 
@@ -93,7 +89,7 @@ def test_returns_may_be_empty_when_the_group_is_off_and_lists_become_tuples():
 
 
 def test_config_is_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         FeatureConfig().rsi_period = 5  # type: ignore[misc]
 
 
@@ -128,35 +124,36 @@ def test_file_round_trip(tmp_path, suffix):
     assert not list(path.parent.glob("*.tmp"))  # the atomic write left nothing behind
 
 
-def test_generic_helpers_match_the_methods(tmp_path):
+def test_dict_is_the_pydantic_json_dump():
     cfg = _custom()
-    save_config(cfg, tmp_path / "a.json")
-    assert load_config(FeatureConfig, tmp_path / "a.json") == cfg
-    assert config_from_dict(FeatureConfig, cfg.to_dict()) == cfg
+    assert cfg.to_dict() == cfg.model_dump(mode="json")
+    assert FeatureConfig.model_validate(cfg.to_dict()) == cfg
 
 
 def test_unknown_key_is_named():
     data = FeatureConfig().to_dict()
     data["rsi_perod"] = 10
-    with pytest.raises(ValueError, match=r"FeatureConfig: unknown key\(s\) \['rsi_perod'\]"):
+    with pytest.raises(
+        ValueError, match=r"FeatureConfig\.rsi_perod: unknown key \(did you mean 'rsi_period'\?\)"
+    ):
         FeatureConfig.from_dict(data)
 
 
 @pytest.mark.parametrize(
     ("key", "value", "match"),
     [
-        ("rsi_period", "14", r"FeatureConfig\.rsi_period: expected an int, got str"),
-        ("rsi_period", True, r"FeatureConfig\.rsi_period: expected an int, got bool"),
-        ("use_vix", 1, r"FeatureConfig\.use_vix: expected a bool, got int"),
-        ("return_horizons", 5, r"FeatureConfig\.return_horizons: expected a list"),
-        ("return_horizons", [1, "4"], r"FeatureConfig\.return_horizons\[1\]: expected an int"),
-        ("interval", 15, r"FeatureConfig\.interval: expected a string"),
+        ("rsi_period", "14", r"FeatureConfig\.rsi_period: .*valid integer, got str"),
+        ("rsi_period", True, r"FeatureConfig\.rsi_period: .*valid integer, got bool"),
+        ("use_vix", 1, r"FeatureConfig\.use_vix: .*valid boolean, got int"),
+        ("return_horizons", 5, r"FeatureConfig\.return_horizons: .*valid tuple, got int"),
+        ("return_horizons", [1, "4"], r"FeatureConfig\.return_horizons\[1\]: .*valid integer"),
+        ("interval", 15, r"FeatureConfig\.interval: .*valid string, got int"),
     ],
 )
 def test_from_dict_type_errors_name_the_key(key, value, match):
     data = FeatureConfig().to_dict()
     data[key] = value
-    with pytest.raises(TypeError, match=match):
+    with pytest.raises(ConfigError, match=match):
         FeatureConfig.from_dict(data)
 
 
@@ -183,7 +180,9 @@ def test_load_rejects_unknown_extension_and_non_mapping(tmp_path):
 def test_yaml_is_safe_loaded(tmp_path):
     evil = tmp_path / "evil.yaml"
     evil.write_text("rsi_period: !!python/object/apply:os.getcwd []\n")
-    with pytest.raises(yaml.YAMLError):
+    with pytest.raises(
+        ConfigError, match=r"evil\.yaml: cannot parse: could not determine a constructor"
+    ):
         FeatureConfig.load(evil)
 
 

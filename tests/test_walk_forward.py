@@ -9,6 +9,9 @@ from backend.training.walk_forward import (
     window_table,
 )
 
+GAP = 104
+"""Four full sessions: what the window arithmetic below is worked out for."""
+
 
 def _bars(n: int, half_days: tuple[int, ...] = ()) -> np.ndarray:
     bars = np.full(n, 26)
@@ -47,7 +50,9 @@ def test_windows_respect_gaps_and_never_reach_past_data(anchored, gap_bars, half
 @pytest.mark.parametrize("half_days", [(), (120, 150, 151, 300)])
 def test_test_ranges_tile_without_overlap_or_holes(half_days):
     bars = _bars(400, half_days)
-    windows = generate_windows(bars, WalkForwardConfig(train_sessions=100, test_sessions=25))
+    windows = generate_windows(
+        bars, WalkForwardConfig(train_sessions=100, test_sessions=25, gap_bars=GAP)
+    )
     tests = [set(range(w.test.start, w.test.stop)) for w in windows]
     for a, b in zip(tests, tests[1:], strict=False):
         assert not a & b
@@ -59,7 +64,7 @@ def test_test_ranges_tile_without_overlap_or_holes(half_days):
 
 def test_windows_use_the_data_up_to_the_end():
     bars = _bars(400)
-    cfg = WalkForwardConfig(train_sessions=100, test_sessions=25)
+    cfg = WalkForwardConfig(train_sessions=100, test_sessions=25, gap_bars=GAP)
     windows = generate_windows(bars, cfg)
     assert len(bars) - windows[-1].test.stop < cfg.test_sessions
     # the first window starts as early as the training range allows
@@ -75,7 +80,9 @@ def test_validation_is_last_five_percent_of_training():
 
 def test_too_short_data_raises_clear_error():
     with pytest.raises(InsufficientDataError, match=r"data hold 50 sessions .* needs at least 140"):
-        generate_windows(_bars(50), WalkForwardConfig(train_sessions=120, test_sessions=20))
+        generate_windows(
+            _bars(50), WalkForwardConfig(train_sessions=120, test_sessions=20, gap_bars=GAP)
+        )
 
 
 def test_gap_too_large_for_training_range_raises():
@@ -85,18 +92,20 @@ def test_gap_too_large_for_training_range_raises():
 
 
 def test_max_windows_spreads_over_the_range_and_renumbers():
-    cfg_all = WalkForwardConfig(train_sessions=60, test_sessions=10)
+    cfg_all = WalkForwardConfig(train_sessions=60, test_sessions=10, gap_bars=GAP)
     every = generate_windows(_bars(200), cfg_all)
     assert len(every) == 13
-    three = generate_windows(_bars(200), WalkForwardConfig(60, 10, max_windows=3))
+    three = generate_windows(_bars(200), cfg_all.replace(max_windows=3))
     assert [w.index for w in three] == [0, 1, 2]
     # first, middle and last: the budget tests the whole range, not its most recent end
     assert [w.test for w in three] == [every[0].test, every[6].test, every[12].test]
-    assert generate_windows(_bars(200), WalkForwardConfig(60, 10, max_windows=50)) == every
+    assert generate_windows(_bars(200), cfg_all.replace(max_windows=50)) == every
 
 
 def test_default_windows_tile_the_whole_range_after_the_first_training_range():
-    every = generate_windows(_bars(200), WalkForwardConfig(train_sessions=60, test_sessions=10))
+    every = generate_windows(
+        _bars(200), WalkForwardConfig(train_sessions=60, test_sessions=10, gap_bars=GAP)
+    )
     tested = [s for w in every for s in range(w.test.start, w.test.stop)]
     assert tested == list(range(every[0].test.start, every[-1].test.stop))
     assert 200 - every[-1].test.stop < 10  # only a remainder shorter than one test range
@@ -110,17 +119,28 @@ def test_default_windows_tile_the_whole_range_after_the_first_training_range():
         ({"val_fraction": 0.6}, "val_fraction"),
         ({"gap_bars": -1}, "gap_bars"),
         ({"step_sessions": 0}, "step_sessions"),
+        ({"windows": 0}, "windows"),
+        ({"seeds": 0}, "seeds"),
     ],
 )
 def test_config_validation(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=rf"^WalkForwardConfig\.{match}: "):
         WalkForwardConfig(**kwargs)
+
+
+def test_windows_need_a_resolved_gap():
+    # gap_bars=None means "derive it from the features" (ExperimentConfig does); cutting
+    # windows without resolving it would silently drop the purge rule.
+    with pytest.raises(ValueError, match="walk_forward.gap_bars is unresolved"):
+        generate_windows(_bars(200), WalkForwardConfig(train_sessions=60, test_sessions=10))
 
 
 def test_window_table_reports_dates_and_bars():
     bars = _bars(200, half_days=(150,))
     days = pd.bdate_range("2024-01-02", periods=200)
-    windows = generate_windows(bars, WalkForwardConfig(train_sessions=100, test_sessions=30))
+    windows = generate_windows(
+        bars, WalkForwardConfig(train_sessions=100, test_sessions=30, gap_bars=GAP)
+    )
     table = window_table(windows, days, bars)
     first = table.loc[0]
     assert first["fit_start"] == days[0].date()
@@ -132,13 +152,17 @@ def test_window_table_reports_dates_and_bars():
 
 def test_a_window_count_tiles_everything_after_the_first_training_range():
     bars = _bars(200)
-    tiled = generate_windows(bars, WalkForwardConfig(train_sessions=60, test_sessions=1, windows=3))
+    tiled = generate_windows(
+        bars, WalkForwardConfig(train_sessions=60, test_sessions=1, windows=3, gap_bars=GAP)
+    )
     assert len(tiled) == 3
     tested = [s for w in tiled for s in range(w.test.start, w.test.stop)]
     assert tested == list(range(tiled[0].test.start, 200))  # nothing dropped at the end
     lengths = [len(w.test) for w in tiled]
     assert max(lengths) - min(lengths) < 3
-    one = generate_windows(bars, WalkForwardConfig(train_sessions=60, test_sessions=1, windows=1))
+    one = generate_windows(
+        bars, WalkForwardConfig(train_sessions=60, test_sessions=1, windows=1, gap_bars=GAP)
+    )
     assert one[0].test.stop == 200 and one[0].test.start == tiled[0].test.start
     with pytest.raises(InsufficientDataError, match="cannot hold 500 test windows"):
-        generate_windows(bars, WalkForwardConfig(train_sessions=60, windows=500))
+        generate_windows(bars, WalkForwardConfig(train_sessions=60, windows=500, gap_bars=GAP))

@@ -76,8 +76,10 @@ def test_every_artifact_is_written(serial_run, workspace):
             assert set(entry["baselines"]) >= {"flat", "buy_and_hold", "random"}
     for name in ("report.md", "metrics.json", "equity_SPY.png", "drawdown_SPY.png"):
         assert (serial_run / name).stat().st_size > 0
-    assert (serial_run / "window_sharpe_SPY.png").stat().st_size > 0
-    index = (workspace / "experiments" / "README.md").read_text()
+    for name in ("window_sharpe_SPY.png", "sessions_SPY.png", "tests_sharpe.png"):
+        assert (serial_run / name).stat().st_size > 0
+    # --output outside the default root: the index is the run directory's parent's.
+    index = (workspace / "README.md").read_text()
     line = next(x for x in index.splitlines() if "serial/report.md" in x)
     assert "modes: manual, cnn" in line and "windows: 2" in line and "Sharpe: manual" in line
 
@@ -99,10 +101,21 @@ def test_report_and_metrics_json_agree(serial_run):
         sharpe = metrics["aggregates"][mode]["sharpe"]
         expected = f"{reports.fmt(sharpe['estimate'])} [{reports.fmt(sharpe['low'])}, "
         assert any(row.startswith(f"| {mode} | {expected}") for row in rows)
-    (comparison,) = metrics["comparisons"]
-    assert comparison["encoder"] == "cnn" and comparison["reference"] == "manual"
-    assert comparison["verdict"] in text
-    assert "not significant" in comparison["verdict"]  # 2 windows can never be significant
+    # Row by row, the test table is metrics.json["tests"] in the report's number format.
+    assert metrics["tests"]
+    for t in metrics["tests"]:
+        assert "| " + " | ".join(reports._test_row(t)) + " |" in rows
+        assert t["strategy"] not in metrics["modes"] or t["verdict"] in text
+    pairs = {(t["strategy"], t["against"]) for t in metrics["tests"]}
+    assert {("manual", "flat"), ("cnn", "flat"), ("manual", "buy_and_hold")} <= pairs
+    assert ("cnn", "manual") in pairs and ("flat", "buy_and_hold") not in pairs
+    for t in metrics["tests"]:
+        n = t["n_sessions"]
+        assert n == metrics["power"]["n_sessions"] == 2 * 3  # 2 windows x 3 test sessions
+        # Six sessions are far too few to call the interval a 95% CI.
+        assert "95% CI" not in t["ci_method"] and "not a CI" in t["ci_method"]
+    assert f"{reports.fmt(metrics['power']['min_detectable_sharpe'], 3)}" in text
+    assert metrics["deflated_sharpe"]["SPY"]["n_trials"] == 2
     assert metrics["run"]["seed"] == 3 and metrics["run"]["data"]["SPY"]["sha256"]
     for png in metrics["plots"]:
         assert f"]({png})" in text
@@ -157,7 +170,7 @@ def test_process_pool_gives_the_serial_results(serial_run, workspace):
 
 def test_manual_only_run_is_archived_and_cross_mode_report_renders(serial_run, workspace):
     out = workspace / "manual_only"
-    assert cli.main(_argv(workspace, out, modes="manual")) == 0
+    assert cli.main(_argv(workspace, out, "--publish", modes="manual")) == 0
     (archived,) = (workspace / "baseline_runs").glob("*/report.md")
     archived = archived.parent
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{6}", archived.name)
@@ -168,12 +181,14 @@ def test_manual_only_run_is_archived_and_cross_mode_report_renders(serial_run, w
     index = (workspace / "experiments" / "README.md").read_text().splitlines()
     entries = [x for x in index if x.startswith("- ")]
     assert "manual_only/report.md" in entries[0]
+    assert (workspace / "README.md").read_text().count("manual_only/report.md") == 1
     assert not cli.CROSS_MODE_REPORT.exists()  # not all four modes ran
 
     metrics = json.loads((serial_run / "metrics.json").read_text())
     path = reports.write_cross_mode_report(workspace / "cross.md", metrics, serial_run)
     text = path.read_text()
-    assert "Sharpe per window" in text and metrics["comparisons"][0]["verdict"] in text
+    assert "Sharpe per window" in text
+    assert next(t["verdict"] for t in metrics["tests"] if t["strategy"] == "cnn") in text
 
 
 def test_existing_run_directory_is_not_overwritten(serial_run, workspace, capsys):
@@ -198,16 +213,18 @@ def test_bad_run_options_give_one_line_errors(workspace, extra, message, capsys)
 
 
 def test_config_training_section_cannot_pick_the_encoder(workspace, tmp_path, capsys):
+    # The old flat field is gone: the encoder is its own section, the modes a run field.
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  encoder_mode: cnn\n")
     argv = ["--dry-run", "--data-dir", str(workspace / "store"), "--config", str(bad)]
     assert cli.main(argv) == 2
-    assert "--sequence-encoder" in capsys.readouterr().err
+    assert "training.encoder_mode: unknown key" in capsys.readouterr().err
 
 
 def test_job_seeds_are_fixed_and_distinct():
-    seeds = {runner.derive_seed(0, w, m) for w in range(5) for m in cli.ENCODER_MODES}
-    assert len(seeds) == 20
+    modes = cli.encoder_names()
+    seeds = {runner.derive_seed(0, w, m) for w in range(5) for m in modes}
+    assert len(seeds) == 5 * len(modes)
     assert runner.derive_seed(7, 1, "cnn") == runner.derive_seed(7, 1, "cnn")
     assert all(0 <= s < 2**31 for s in seeds)
 
@@ -270,23 +287,28 @@ def test_seeds_train_replicates_in_their_own_folders(workspace, tmp_path):
     assert json.loads((out / "run.json").read_text())["spec"]["seeds"] == 2
 
 
-def test_default_output_is_stamped_under_experiments():
+def test_default_output_is_stamped_under_the_ignored_output_root():
     path = cli.default_output("all")
-    assert path.parent == cli.EXPERIMENTS_DIR / "all"
+    assert path.parent == cli.OUTPUT_ROOT / "all"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{6}", path.name)
 
 
 def test_short_preset_uses_small_shared_encoders():
-    from backend.config.training_config import TrainingSettings, config_from_dict
-    from backend.training.walk_forward import RUN_PRESETS
+    from backend.config.experiment import resolve_experiment
 
-    for mode in cli.ENCODER_MODES:
-        settings = config_from_dict(TrainingSettings, RUN_PRESETS["short"].training_overrides(mode))
-        assert settings.encoder_mode == mode and settings.sequence_length == 16
-        assert settings.share_features_extractor and settings.shared_encoder_loss == "critic"
-        assert settings.total_timesteps <= 12_000
-        assert settings.early_stop_smoothing > 1
-    assert RUN_PRESETS["long"].training_overrides("cnn") == {"encoder_mode": "cnn"}
+    short = resolve_experiment("short")
+    for mode in cli.encoder_names():
+        config = short.for_mode(mode)
+        assert config.encoder.name == mode and config.encoder.size == "tiny"
+        assert config.encoder.embedding_dim == 16 and config.env.sequence_length == 16
+        assert config.env.use_sequence_encoder == (mode != "manual")
+        training = config.training
+        assert training.share_features_extractor and training.shared_encoder_loss == "critic"
+        assert training.total_timesteps <= 12_000
+        assert training.early_stop_smoothing > 1
+    assert short.walk_forward.windows == 1  # speed from fewer, longer windows
+    long = resolve_experiment("long").for_mode("cnn")
+    assert long.encoder == type(long.encoder)() and long.training == type(long.training)()
 
 
 def test_stochastic_evaluation_is_seeded(workspace):
@@ -296,3 +318,78 @@ def test_stochastic_evaluation_is_seeded(workspace):
     assert _numbers(outs[0]) == _numbers(outs[1])
     result = json.loads((outs[0] / "windows" / "w00" / "cnn" / "result.json").read_text())
     assert result["stochastic_eval"] is True
+
+
+def test_a_job_bundle_config_reruns_through_the_main_job_and_the_trainer(
+    serial_run, workspace, tmp_path
+):
+    from backend.config.experiment import load_experiment
+    from backend.training import train
+
+    bundle_config = serial_run / "windows" / "w00" / "manual" / "model_SPY" / "config.yaml"
+    recorded = load_experiment(bundle_config)
+    assert recorded.modes == ("manual",) and recorded.encoder.name == "manual"
+    assert recorded.data.data_dir == str(workspace / "store")
+    out = tmp_path / "again"
+    assert cli.main(["--config", str(bundle_config), "--output", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert runner.RunSpec.from_dict(run["spec"]).config == recorded
+    argv = ["--config", str(bundle_config), "--output", str(tmp_path / "t"), "--no-progress"]
+    assert train.main(argv) == 0
+    (trained,) = (tmp_path / "t").iterdir()
+    assert load_experiment(trained / "config.yaml") == recorded
+
+
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_default_run_leaves_the_tree_clean_and_publish_updates_tracked_records(
+    workspace, tmp_path, monkeypatch
+):
+    """A run without --output/--publish writes only under the git-ignored runs/ root."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    ignore = Path(__file__).resolve().parents[1] / ".gitignore"
+    (repo / ".gitignore").write_text(ignore.read_text())
+    tracked = {
+        "experiments": Path("backend/evaluation/experiments"),
+        "baseline_runs": Path("backend/evaluation/baseline_runs"),
+        "cross": Path("Docs/Transformer_Experiment_Report.md"),
+    }
+    for folder in (tracked["experiments"], tracked["baseline_runs"]):
+        (repo / folder).mkdir(parents=True)
+        (repo / folder / "README.md").write_text("# tracked index\n")
+    (repo / "Docs").mkdir()
+    (repo / tracked["cross"]).write_text("# tracked report\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(cli, "OUTPUT_ROOT", Path("runs/walk_forward"))
+    monkeypatch.setattr(cli, "EXPERIMENTS_DIR", tracked["experiments"])
+    monkeypatch.setattr(cli, "BASELINE_RUNS_DIR", tracked["baseline_runs"])
+    monkeypatch.setattr(cli, "CROSS_MODE_REPORT", tracked["cross"])
+    argv = [
+        "--data-dir",
+        str(workspace / "store"),
+        "--config",
+        str(workspace / "tiny.yaml"),
+        "--sequence-encoder",
+        "manual",
+    ]
+    assert cli.main(argv) == 0
+    assert _git(repo, "status", "--porcelain") == ""
+    (run_dir,) = (repo / "runs" / "walk_forward" / "manual").iterdir()
+    assert (run_dir / "metrics.json").is_file()
+    assert f"manual/{run_dir.name}/report.md" in (repo / "runs/walk_forward/README.md").read_text()
+
+    assert cli.main([*argv, "--publish"]) == 0
+    changed = _git(repo, "status", "--porcelain")
+    assert "backend/evaluation/experiments/README.md" in changed
+    assert "backend/evaluation/baseline_runs/" in changed
+    assert "Docs/" not in changed  # cross-mode report: only when all four modes ran

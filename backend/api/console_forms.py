@@ -135,6 +135,8 @@ class _Walker:
         group = Group(path, name, title, str(node.get("description", "")).strip())
         required = set(node.get("required", []))
         for prop, sub in node.get("properties", {}).items():
+            if self.resolve(sub).get("readOnly"):
+                continue  # derived by the schema (JSON Schema readOnly): never submitted
             group.children.append(self.node(sub, _join(path, prop), prop, prop in required))
         return group
 
@@ -295,7 +297,8 @@ def _field_value(f: Field, raw: str) -> tuple[bool, Any]:
             return True, ""
         return False, None
     if f.kind == "list":
-        return True, [_convert(part, f.item_kind) for part in raw.split(",") if part.strip()]
+        parts = [part.strip() for part in raw.split(",")]
+        return True, [_convert(part, f.item_kind) for part in parts if part]
     if f.kind == "enum":
         for option in f.options:  # enums of numbers come back as text
             if str(option) == raw:

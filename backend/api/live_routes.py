@@ -20,17 +20,33 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backend.execution.state_store import CASH_KEY, StateStore
+from backend.utils.body_limit import DEFAULT_MAX_BODY_BYTES, harden_app
+from backend.utils.text_sanitize import clean_text
 
 LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
 
 
-class HaltRequest(BaseModel):
-    """Body of ``POST /live/halt``."""
+MAX_REASON_CHARS = 500
+"""Longest accepted halt reason (the supervisor's own ``why`` allows 2000)."""
 
-    reason: str = "manual halt"
+
+class HaltRequest(BaseModel):
+    """Body of ``POST /live/halt``: unknown fields refused, the reason normalized, bounded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="manual halt", max_length=MAX_REASON_CHARS)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _clean(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value  # pydantic reports the wrong type
+        # A Halt is never refused for want of a reason: blank becomes the default.
+        return clean_text(value) or "manual halt"
 
 
 def create_app(
@@ -38,6 +54,7 @@ def create_app(
     *,
     token: str | None,
     read_hosts: Sequence[str] = LOOPBACK_HOSTS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The live API over ``store``.
 
@@ -45,8 +62,10 @@ def create_app(
         store: The trader's state file.
         token: Bearer token of the control endpoints (``None``/empty disables them).
         read_hosts: Client addresses allowed to read status (loopback by default).
+        max_body_bytes: Larger request bodies are refused with 413 before parsing.
     """
     app = FastAPI(title="YoopRL live trader", version="1")
+    harden_app(app, max_body_bytes)
 
     def loopback_only(request: Request) -> None:
         host = request.client.host if request.client is not None else ""

@@ -105,6 +105,22 @@ class LiveConfig:
     """Traded symbol (must be one of the bundle's symbols)."""
     state_db: str = "live_state.sqlite"
     """SQLite file with positions, cash, orders, fills and the trader's state."""
+    broker: str = "paper"
+    """Registered broker (``backend.execution.broker.register_broker``): ``paper`` is the
+    simulated one; a real-broker adapter registers its own name."""
+    accounting: Literal["shares", "backtest"] = "shares"
+    """How the paper broker books positions: ``shares`` (shares held between bars, sized
+    at the decision close; what a real broker does) or ``backtest`` (the env's
+    constant-weight book, sized at the fill: the paper trader then matches the backtest
+    bar for bar; see ``backend/execution/broker.py:Accounting`` and
+    ``python -m backend.execution.parity``)."""
+    decide_at_last_close: bool = False
+    """Also decide at a session's last close (after the MOC flatten), so the next session's
+    first bar is traded, as the env does (``python -m backend.execution.parity`` sets it).
+    False keeps the trader flat until its first decision of the day, at the first close."""
+    require_state: bool = False
+    """Refuse to start without an existing ``state_db`` (like ``--require-state``); forced
+    on by brokers registered with ``requires_state`` (every real-money adapter)."""
     initial_cash: float = 100_000.0
     """Paper account's starting cash (used only when the state store is new)."""
     flatten_at_close: bool = True
@@ -116,7 +132,8 @@ class LiveConfig:
     or flipped in REDUCING either way; False only lets a flat trader enter up to the
     (possibly halved) ``guards.max_position``."""
     history_bars: int | None = None
-    """Bars of history the observation builder keeps; ``None`` = max_lookback + T + 32."""
+    """Bars of history the observation builder keeps; ``None`` = max_lookback + T + 32;
+    ``0`` = unbounded (features then equal the env's exactly, at a growing cost per bar)."""
     api_token_env: str = "YOOPRL_LIVE_TOKEN"
     """Environment variable holding the bearer token of the control endpoints."""
     api_host: str = "127.0.0.1"
@@ -132,7 +149,11 @@ class LiveConfig:
 
     def __post_init__(self) -> None:
         _positive("initial_cash", self.initial_cash)
-        if self.history_bars is not None and self.history_bars < 2:
+        if self.accounting not in ("shares", "backtest"):
+            raise ValueError(f"accounting: expected shares or backtest, got {self.accounting!r}")
+        if not isinstance(self.broker, str) or not self.broker.strip():
+            raise ValueError(f"broker: expected a registered broker name, got {self.broker!r}")
+        if self.history_bars is not None and self.history_bars != 0 and self.history_bars < 2:
             raise ValueError(f"history_bars: must be >= 2, got {self.history_bars}")
         object.__setattr__(self, "symbol", self.symbol.upper())
 

@@ -178,6 +178,16 @@ class SupervisorConfig:
     poll_interval_s: float = 3600.0
     """Seconds between polls (hourly by default)."""
 
+    max_poll_bytes: int = 8_000_000
+    """Most bytes one poll reads from the news files (newest files first; a larger file is
+    read from its end). Truncation is logged and written into the decision's audit row."""
+
+    max_poll_items: int = 5000
+    """Most headlines one poll keeps from files and feeds together."""
+
+    max_poll_seconds: float = 5.0
+    """Wall-clock budget of reading the news files in one poll."""
+
     lookback_s: float = 6 * 3600.0
     """Only headlines published within this window before the poll count."""
 
@@ -217,6 +227,11 @@ class SupervisorConfig:
                 f"SupervisorConfig.staleness_s ({self.staleness_s}) must exceed poll_interval_s "
                 f"({self.poll_interval_s}), or every status between two polls reads as stale"
             )
+        for name in ("max_poll_bytes", "max_poll_items"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SupervisorConfig.{name}: must be an int >= 1, got {value!r}")
+        _check_positive("SupervisorConfig.max_poll_seconds", self.max_poll_seconds)
         if isinstance(self.deescalate_after, bool) or self.deescalate_after < 1:
             raise ValueError("SupervisorConfig.deescalate_after: must be an int >= 1")
         if not 0 <= int(self.port) <= 65535:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backend.config.training_config import FeatureConfig
+from backend.data_download.feature_config import FeatureConfig
 from backend.data_download.intraday_features import (
     compute_features,
     feature_names,

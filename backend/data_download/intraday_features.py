@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from backend.config.training_config import FEATURE_GROUPS, FeatureConfig
+from backend.data_download.feature_config import FEATURE_GROUPS, FeatureConfig
 from backend.data_download.market_calendar import session_bar_layout
 from backend.data_download.schema import OHLCV_COLUMNS, PRICE_COLUMNS
 

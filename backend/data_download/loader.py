@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from backend.data_download.schema import (
     interval_to_timedelta,
 )
 from backend.data_download.validation import (
+    TIMESTAMP_ALIASES,
     VALIDATION_VERSION,
     ZERO_VOLUME_SYMBOLS,
     ParsedRows,
@@ -63,6 +65,49 @@ SessionKind = Literal["regular", "extended"]
 OnError = Literal["raise", "drop"]
 TimeLike: TypeAlias = str | date | pd.Timestamp | np.datetime64
 """A date (whole session) or a timestamp; naive values are New York time."""
+
+DEFAULT_MAX_CSV_BYTES = 512 * 1024 * 1024
+"""Largest CSV file the loader reads (a consolidated decade of 15m bars is ~5 MB)."""
+MAX_CSV_BYTES_ENV = "YOOPRL_MAX_CSV_BYTES"
+"""Environment variable that overrides :data:`DEFAULT_MAX_CSV_BYTES` (bytes)."""
+
+
+def max_csv_bytes() -> int:
+    """The configured size limit of one CSV file (``YOOPRL_MAX_CSV_BYTES`` or the default).
+
+    Raises:
+        ValueError: If the variable is set to something that is not a positive integer.
+    """
+    raw = os.environ.get(MAX_CSV_BYTES_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_CSV_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{MAX_CSV_BYTES_ENV}: expected a positive number of bytes, got {raw!r}")
+    return value
+
+
+def _too_large(path: str | Path, limit: int) -> DataIssue | None:
+    """An error issue when ``path`` is larger than ``limit`` bytes (checked before reading)."""
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return None  # the reader reports unreadable files its own way
+    if size <= limit:
+        return None
+    return DataIssue(
+        Severity.ERROR,
+        "file_too_large",
+        str(path),
+        None,
+        f"file is {size} bytes, above the limit of {limit} bytes; not read (raise the limit "
+        f"with {MAX_CSV_BYTES_ENV}, or split it by session with "
+        "scripts/convert_newdata_intraday.py)",
+    )
+
 
 _SESSIONS: tuple[str, ...] = ("regular", "extended")
 _ON_ERROR: tuple[str, ...] = ("raise", "drop")
@@ -125,6 +170,9 @@ def read_raw_csv(path: str | Path) -> RawCsv:
         The raw table; unreadable files give an empty table and an error issue.
     """
     file = str(path)
+    big = _too_large(path, max_csv_bytes())
+    if big is not None:
+        return _no_rows(file, big)
     try:
         frame = pd.read_csv(
             path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig"
@@ -141,6 +189,17 @@ def read_raw_csv(path: str | Path) -> RawCsv:
         return _read_raw_csv_by_line(Path(path), file)
     n = len(frame)
     return RawCsv([file], frame, np.zeros(n, np.int64), np.arange(2, n + 2, dtype=np.int64))
+
+
+def _mangle_duplicates(header: Sequence[str]) -> list[str]:
+    """Rename repeated header names ``x``, ``x`` to ``x``, ``x.1`` (as pandas does)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in header:
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        out.append(name if k == 0 else f"{name}.{k}")
+    return out
 
 
 def _read_raw_csv_by_line(path: Path, file: str) -> RawCsv:
@@ -167,12 +226,12 @@ def _read_raw_csv_by_line(path: Path, file: str) -> RawCsv:
         bad_counts,
         f"line has more cells than the {width}-column header; line ignored",
     )
-    frame = pd.DataFrame(rows, columns=header, dtype=str)
+    frame = pd.DataFrame(rows, columns=_mangle_duplicates(header), dtype=str)
     n = len(frame)
     return RawCsv([file], frame, np.zeros(n, np.int64), np.asarray(lines, np.int64), issues)
 
 
-def read_raw_csvs(paths: Sequence[str | Path]) -> list[RawCsv]:
+def read_raw_csvs(paths: Sequence[str | Path], max_file_bytes: int | None = None) -> list[RawCsv]:
     """Read many CSVs, parsing all files that share a header in a single pandas call.
 
     A store of one file per session holds hundreds of small files; reading them one by one
@@ -185,14 +244,22 @@ def read_raw_csvs(paths: Sequence[str | Path]) -> list[RawCsv]:
 
     Args:
         paths: The CSV files.
+        max_file_bytes: Files above this size are not read and give a ``file_too_large``
+            error (default: :func:`max_csv_bytes`), so a huge or sparse file cannot
+            exhaust memory.
 
     Returns:
         One :class:`RawCsv` per header group (and per file that needed the slow path).
     """
     out: list[RawCsv] = []
     groups: dict[str, list[tuple[str, str]]] = {}
+    limit = max_csv_bytes() if max_file_bytes is None else int(max_file_bytes)
     for path in paths:
         file = str(path)
+        big = _too_large(path, limit)
+        if big is not None:
+            out.append(_no_rows(file, big))
+            continue
         try:
             text = Path(path).read_bytes().decode("utf-8-sig")
         except (OSError, UnicodeDecodeError):
@@ -233,6 +300,8 @@ def parse_csvs(
     stamp: Literal["start", "end"] = "start",
     interval: str = DEFAULT_INTERVAL,
     symbol: str | None = None,
+    time_column: str | None = None,
+    stamp_offset: pd.Timedelta | None = None,
 ) -> list[ParsedRows]:
     """Read CSVs (:func:`read_raw_csvs`) and parse them (``validation.parse_rows``).
 
@@ -242,6 +311,11 @@ def parse_csvs(
         stamp: Whether stamps mark bar ``"start"`` or ``"end"``.
         interval: Bar length.
         symbol: Expected symbol, checked against a ``Symbol`` column if there is one.
+        time_column: Header name of the timestamp column when it is not one of the
+            accepted spellings (``time_utc_naive``); other timestamp-like columns are then
+            ignored. A file without it gets a ``missing_column`` error at line 1.
+        stamp_offset: Added to every parsed stamp to get the bar start, for sources that
+            stamp bars a fixed time after (``-4min``) or before their start.
 
     Returns:
         Parsed rows per group of files, reading issues included.
@@ -251,6 +325,21 @@ def parse_csvs(
         if raw.frame.columns.empty:
             parsed.append(empty_rows(raw.files, raw.issues))
             continue
+        if time_column is not None:
+            renamed = _use_time_column(raw, time_column)
+            if renamed is None:
+                header = [str(c) for c in raw.frame.columns]
+                issue = DataIssue(
+                    Severity.ERROR,
+                    "missing_column",
+                    raw.files[0],
+                    1,
+                    f"no column {time_column!r} (--time-column); header is {header}",
+                    column=time_column,
+                )
+                parsed.append(empty_rows(raw.files, [*raw.issues, issue]))
+                continue
+            raw = renamed
         part = parse_rows(
             raw.frame,
             raw.files,
@@ -262,8 +351,25 @@ def parse_csvs(
             symbol=symbol,
         )
         part.issues = raw.issues + part.issues
+        if stamp_offset is not None and len(part.frame):
+            part.frame["timestamp"] = part.frame["timestamp"] + pd.Timedelta(stamp_offset)
         parsed.append(part)
     return parsed
+
+
+def _use_time_column(raw: RawCsv, time_column: str) -> RawCsv | None:
+    """``raw`` with ``time_column`` renamed to ``timestamp`` and rival time columns dropped."""
+    names = [str(c) for c in raw.frame.columns]
+    if time_column not in names:
+        return None
+    rivals = set(TIMESTAMP_ALIASES)
+    drop = [
+        c
+        for c in names
+        if c != time_column and "".join(ch for ch in c.lower() if ch.isalnum()) in rivals
+    ]
+    frame = raw.frame.drop(columns=drop).rename(columns={time_column: "timestamp"})
+    return RawCsv(raw.files, frame, raw.row_file, raw.lines, list(raw.issues))
 
 
 # --------------------------------------------------------------------------- store
@@ -321,9 +427,10 @@ def _load_store(
         "allow_zero_volume": allow_zero_volume,
         "validation": VALIDATION_VERSION,
         "calendar": exchange_calendars.__version__,
+        "max_csv_bytes": max_csv_bytes(),
     }
     path = parquet_cache.cache_path(data_dir, symbol, interval, session)
-    key = parquet_cache.fingerprint(files, params) if use_cache else ""
+    key = parquet_cache.fingerprint(files, params, max_csv_bytes()) if use_cache else ""
     if use_cache:
         entry = parquet_cache.read_cache(path, key)
         if entry is not None:
@@ -712,8 +819,9 @@ def load_market(
     if not list_csv_files(data_dir, vix_symbol, interval):
         raise FileNotFoundError(
             f"no {vix_symbol} {interval} data: expected CSV files in {vix_dir}; add them "
-            f"(scripts/convert_newdata_intraday.py --symbol {vix_symbol}) or call "
-            "load_market(..., include_vix=False)"
+            f"(python scripts/convert_newdata_intraday.py FILE --symbol {vix_symbol}), or run "
+            "without VIX features: --no-vix on the main job (python -m "
+            "backend.scripts.run_walk_forward), use_vix: false in the features config"
         )
     vix_start: TimeLike | None = None
     if start is not None and vix_tolerance is not None:

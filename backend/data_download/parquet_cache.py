@@ -55,12 +55,17 @@ def cache_path(data_dir: str | Path, symbol: str, interval: str, variant: str) -
     )
 
 
-def fingerprint(files: Sequence[Path], params: Mapping[str, object]) -> str:
+def fingerprint(
+    files: Sequence[Path], params: Mapping[str, object], max_file_bytes: int | None = None
+) -> str:
     """Hash of the files' names and contents and of the parameters.
 
     Args:
         files: The CSV files, in the order they are read.
         params: JSON-serialisable settings that change the cached result.
+        max_file_bytes: Files above this size are refused unread by the loader; only their
+            size and modification time are hashed (reading 2 GB to hash it is the problem
+            the limit exists to avoid).
 
     Returns:
         A hex digest; equal digests mean the cached result is still valid.
@@ -69,6 +74,10 @@ def fingerprint(files: Sequence[Path], params: Mapping[str, object]) -> str:
     digest.update(json.dumps({"format": CACHE_FORMAT, **params}, sort_keys=True).encode())
     for path in files:
         digest.update(b"\0file\0" + path.name.encode() + b"\0")
+        st = path.stat()
+        if max_file_bytes is not None and st.st_size > max_file_bytes:
+            digest.update(f"oversize:{st.st_size}:{st.st_mtime_ns}".encode())
+            continue
         with open(path, "rb") as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)

@@ -422,6 +422,57 @@ def empty_rows(files: Sequence[str], issues: list[DataIssue]) -> ParsedRows:
     return ParsedRows(list(files), frame, np.zeros(0, dtype=bool), issues)
 
 
+def _to_datetime(values: np.ndarray, *, utc: bool) -> tuple[pd.Series, np.ndarray]:
+    """ISO-8601 strings to datetimes (NaT where unparseable), and an out-of-range mask.
+
+    The vectorized parse is tried first; when pandas refuses the column as a whole (a year
+    outside 1677-2262, a mix of offsets and naive times that pandas reads differently from
+    the offset pattern), each string is parsed on its own so that only the bad rows fail.
+    A naive parse that comes back with a timezone is unparseable (its offset is not one
+    the offset pattern recognises).
+    """
+    series = pd.Series(values, dtype=object)
+    try:
+        parsed = pd.to_datetime(series, format="ISO8601", utc=utc, errors="coerce")
+        if utc or not isinstance(parsed.dtype, pd.DatetimeTZDtype):
+            return _in_ns_range(parsed, np.zeros(len(values), dtype=bool), utc)
+    except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        pass
+    out: list[pd.Timestamp] = []
+    oob = np.zeros(len(values), dtype=bool)
+    for k, value in enumerate(values):
+        try:
+            ts = pd.to_datetime(value, format="ISO8601", utc=utc)
+            if not utc and ts.tzinfo is not None:
+                ts = pd.NaT
+        except (pd.errors.OutOfBoundsDatetime, OverflowError):
+            ts = pd.NaT
+            oob[k] = True
+        except (ValueError, TypeError):
+            ts = pd.NaT
+        out.append(ts)
+    series = pd.Series(out, dtype=object)
+    try:
+        parsed = pd.to_datetime(series, utc=utc, errors="coerce")
+    except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        parsed = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns]")
+        parsed = parsed.dt.tz_localize("UTC") if utc else parsed
+    return _in_ns_range(parsed, oob, utc)
+
+
+def _in_ns_range(parsed: pd.Series, oob: np.ndarray, utc: bool) -> tuple[pd.Series, np.ndarray]:
+    """Datetimes outside nanosecond range become NaT (flagged in ``oob``); unit ns."""
+    lo, hi = pd.Timestamp.min.ceil("s"), pd.Timestamp.max.floor("s")
+    if utc:
+        lo, hi = lo.tz_localize("UTC"), hi.tz_localize("UTC")
+    if len(parsed) and parsed.notna().any():
+        outside = np.asarray(parsed.notna() & ((parsed < lo) | (parsed > hi)), dtype=bool)
+        if outside.any():
+            oob = oob | outside
+            parsed = parsed.where(~outside)
+    return parsed.dt.as_unit("ns"), oob
+
+
 def parse_timestamps(
     text: pd.Series, source_tz: str = NY_TZ
 ) -> tuple[pd.Series, dict[str, np.ndarray]]:
@@ -446,15 +497,16 @@ def parse_timestamps(
     aware = np.asarray(text.str.contains(_OFFSET_RE, regex=True), dtype=bool) & ~empty
     naive = ~aware & ~empty
     out = np.full(n, np.datetime64("NaT", "ns"), dtype="datetime64[ns]")  # UTC wall values
+    out_of_range = np.zeros(n, dtype=bool)
     if aware.any():
-        parsed = pd.to_datetime(
-            pd.Series(values[aware]), format="ISO8601", utc=True, errors="coerce"
-        )
+        parsed, oob = _to_datetime(values[aware], utc=True)
+        out_of_range[np.flatnonzero(aware)[oob]] = True
         out[aware] = parsed.dt.tz_localize(None).dt.as_unit("ns").to_numpy()
     nonexistent = np.zeros(n, dtype=bool)
     ambiguous = np.zeros(n, dtype=bool)
     if naive.any():
-        wall = pd.to_datetime(pd.Series(values[naive]), format="ISO8601", errors="coerce")
+        wall, oob = _to_datetime(values[naive], utc=False)
+        out_of_range[np.flatnonzero(naive)[oob]] = True
         wall = wall.dt.as_unit("ns")
         local = wall.dt.tz_localize(source_tz, ambiguous="NaT", nonexistent="NaT")
         unplaced = local.isna().to_numpy() & wall.notna().to_numpy()
@@ -469,7 +521,7 @@ def parse_timestamps(
         out[naive] = local.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
     parsed_ok = ~np.isnat(out)
     date_only = parsed_ok & ~has_time
-    bad = ~empty & ~parsed_ok & ~nonexistent & ~ambiguous
+    bad = ~empty & ~parsed_ok & ~nonexistent & ~ambiguous & ~out_of_range
     out[date_only] = np.datetime64("NaT", "ns")
     stamps = pd.DatetimeIndex(out).tz_localize("UTC").tz_convert(NY_TZ)
     masks = {
@@ -478,6 +530,7 @@ def parse_timestamps(
         "date_only": date_only,
         "nonexistent": nonexistent,
         "ambiguous": ambiguous,
+        "out_of_range": out_of_range,
     }
     return pd.Series(stamps, index=text.index), masks
 
@@ -519,6 +572,9 @@ def parse_rows(
     if columns is None:
         return empty_rows(files, issues)
     text = raw.astype(str).apply(lambda s: s.str.strip())
+    dup_issues = _duplicate_column_issues(text, columns, files, row_file, lines)
+    if dup_issues:
+        return empty_rows(files, issues + dup_issues)
     # Fully blank lines carry nothing; dropping them keeps the other rows' line numbers.
     keep = ~np.asarray((text == "").all(axis=1), dtype=bool)
     text, lines, row_file = text.loc[keep].reset_index(drop=True), lines[keep], row_file[keep]
@@ -545,6 +601,11 @@ def parse_rows(
             "cannot parse the timestamp; expected ISO-8601 such as 2024-03-26 09:30:00-04:00",
         ),
         ("date_only", "date_only", "timestamp has no time of day; intraday bars need one"),
+        (
+            "out_of_range",
+            "bad_timestamp",
+            "timestamp outside the supported range (years 1678-2261); check the year",
+        ),
         (
             "nonexistent",
             "nonexistent_time",
@@ -615,6 +676,51 @@ def parse_rows(
     data["line"] = lines
     data["file"] = pd.Series(names, dtype=object)
     return ParsedRows(files, pd.DataFrame(data), error, issues)
+
+
+_MANGLED = re.compile(r"^(?P<base>.+)\.(?P<k>\d+)$")
+
+
+def _duplicate_column_issues(
+    text: pd.DataFrame,
+    columns: ColumnMap,
+    files: Sequence[str],
+    row_file: np.ndarray,
+    lines: np.ndarray,
+) -> list[DataIssue]:
+    """``ambiguous_column`` errors for a used column repeated with different values.
+
+    A header such as ``...,close,volume,close`` reaches here as ``close`` and ``close.1``
+    (pandas renames repeats). Identical copies are harmless and ignored; copies that
+    disagree anywhere make the file ambiguous: which close is the close?
+    """
+    used = set(columns.timestamp) | set(columns.values.values())
+    names = [str(c) for c in text.columns]
+    issues: list[DataIssue] = []
+    for name in names:
+        match = _MANGLED.match(name)
+        if match is None or match.group("base") not in used or match.group("base") not in names:
+            continue
+        base = match.group("base")
+        differ = np.asarray(text[base] != text[name], dtype=bool)
+        if not differ.any():
+            continue
+        k = int(np.flatnonzero(differ)[0])
+        file = files[int(row_file[k])] if len(files) else ""
+        issues.append(
+            DataIssue(
+                Severity.ERROR,
+                "ambiguous_column",
+                file,
+                1,
+                f"column {base!r} appears twice with different values (first at line "
+                f"{int(lines[k])}: {_fmt(text[base].iloc[k])} vs {_fmt(text[name].iloc[k])}); "
+                "keep one",
+                column=base,
+                value=f"{text[base].iloc[k]}, {text[name].iloc[k]}",
+            )
+        )
+    return issues
 
 
 def parse_bars(

@@ -31,11 +31,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+from pydantic import TypeAdapter, ValidationError
 
-from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig
 from backend.data_download.dataset import SymbolDataset, bar_range
+from backend.data_download.feature_config import FeatureConfig
+from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
+from backend.environments.rewards import DSRConfig, RewardConfigBase, reward_config_union
+from backend.utils.config_model import ConfigError, format_validation_error
 
 SYNTHETIC_DIR = Path("data") / "synthetic"
 """Where the embedded synthetic market is generated when no ``data_dir`` is given."""
@@ -90,6 +93,19 @@ def _resolve_data_dir(data_dir: str | Path | None) -> Path:
     return ensure_synthetic_dataset(SYNTHETIC_DIR)
 
 
+def _reward_config(reward: RewardConfigBase | Mapping[str, Any] | None) -> RewardConfigBase:
+    if reward is None:
+        return DSRConfig()
+    if isinstance(reward, RewardConfigBase):
+        return reward
+    data = {"name": DSRConfig().name, **reward}
+    try:
+        config: RewardConfigBase = TypeAdapter(reward_config_union()).validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, root="reward")) from None
+    return config
+
+
 def make_intraday_env(
     *,
     data_dir: str | Path | None = None,
@@ -101,6 +117,7 @@ def make_intraday_env(
     segment: Segment = "fit",
     features: FeatureConfig | Mapping[str, Any] | None = None,
     env: EnvConfig | Mapping[str, Any] | None = None,
+    reward: RewardConfigBase | Mapping[str, Any] | None = None,
     normalization: Literal["zscore", "robust"] = "zscore",
 ) -> IntradayTradingEnv:
     """Load one symbol's bars, featurize, normalize on the fit range and build the env.
@@ -120,8 +137,11 @@ def make_intraday_env(
         features: Feature pipeline settings (a ``FeatureConfig`` or its fields as a
             mapping); ``None``: the SAC + DSR agent's preset.
         env: Environment settings (an ``EnvConfig`` or its fields: window length
-            ``sequence_length`` / ``use_sequence_encoder``, ``reward`` and its parameters,
-            ``cost_bps``, ``slippage_bps``, ...); ``None``: ``EnvConfig()``.
+            ``sequence_length`` / ``use_sequence_encoder``, ``cost_bps``, ``slippage_bps``,
+            ...); ``None``: ``EnvConfig()``. The experiment schema's ``env`` section.
+        reward: The reward (a registered reward config or its fields, ``name`` defaulting
+            to ``dsr``: ``{"name": "log_return", "scale": 100}``); ``None``: the DSR at its
+            defaults. The experiment schema's ``reward`` section.
         normalization: ``FeatureNormalizer`` method.
 
     Returns:
@@ -133,6 +153,7 @@ def make_intraday_env(
     """
     feature_config = _feature_config(features, interval)
     env_config = _env_config(env)
+    reward_config = _reward_config(reward)
     if segment not in ("fit", "after_fit"):
         raise ValueError(f"segment: expected 'fit' or 'after_fit', got {segment!r}")
     if segment == "after_fit" and fit_end is None:
@@ -163,5 +184,8 @@ def make_intraday_env(
             raise ValueError(f"fit_end: no session after {fit_end} to trade (segment='after_fit')")
         first, last = later[0], later[-1]
     return IntradayTradingEnv(
-        arrays, env_config, bar_range(arrays, *dataset.session_bounds(first, last))
+        arrays,
+        env_config,
+        bar_range(arrays, *dataset.session_bounds(first, last)),
+        reward=reward_config,
     )

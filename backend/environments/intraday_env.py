@@ -68,16 +68,21 @@ memory: replay buffers keep it). No pandas is imported here.
 
 from __future__ import annotations
 
-import math
 from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from backend.config.env_config import EnvConfig
 from backend.data_download.market_arrays import MarketArrays
-from backend.environments.rewards import DifferentialSharpeRatio, make_reward
+from backend.environments.actions import action_to_target, apply_deadband
+from backend.environments.env_config import EnvConfig
+from backend.environments.rewards import (
+    DifferentialSharpeRatio,
+    DSRConfig,
+    RewardConfigBase,
+    make_reward,
+)
 
 ENV_ID = "YoopRL/IntradayTrading-v0"
 """Gymnasium id, registered by :func:`register_env` when :mod:`backend.environments` is
@@ -112,6 +117,8 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         bar_range: Half-open ``(start, stop)`` bar indices that episodes may trade on (the
             train/validation/test segment); ``None`` means all bars. Bars before ``start``
             may still appear in observations, as the past.
+        reward: The reward section (a registered reward config,
+            :mod:`backend.environments.rewards`); defaults to the DSR at its defaults.
 
     Raises:
         ValueError: If ``bar_range`` is invalid or contains no session an episode can
@@ -125,10 +132,13 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         arrays: MarketArrays,
         config: EnvConfig | None = None,
         bar_range: tuple[int, int] | None = None,
+        reward: RewardConfigBase | None = None,
     ) -> None:
         super().__init__()
         self.arrays = arrays
         self.config = config if config is not None else EnvConfig()
+        self.reward_config: RewardConfigBase = reward if reward is not None else DSRConfig()
+
         cfg = self.config
         n = arrays.n_bars
         lo, hi = (0, n) if bar_range is None else (int(bar_range[0]), int(bar_range[1]))
@@ -215,16 +225,16 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._cost_rate = cfg.cost_rate
         self._deadband = cfg.deadband
         self._flatten = cfg.flatten_at_close
-        self._reward_scale = cfg.reward_scale
+        self._reward_scale = self.reward_config.scale
         self._sequence = cfg.use_sequence_encoder
         self._ruin_level = cfg.ruin_equity * _INITIAL_EQUITY
-        self._reward_fn = make_reward(cfg)
+        self._reward_fn = make_reward(self.reward_config)
         # The DSR moments go into `info` for every reward, as a running risk-adjusted
         # performance gauge; reuse the reward's own tracker when it is the DSR.
         self._dsr = (
             self._reward_fn
             if isinstance(self._reward_fn, DifferentialSharpeRatio)
-            else DifferentialSharpeRatio.from_config(cfg)
+            else DifferentialSharpeRatio()
         )
 
         # ---- episode state (set by reset()).
@@ -309,13 +319,10 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         """
         if self._done:
             raise RuntimeError("step() called on a finished episode; call reset() first")
-        target = self._action_to_target(action)
         t1 = self._t + 1
         p_old = self._position
+        target = apply_deadband(self._action_to_target(action), p_old, self._deadband)
         delta = abs(target - p_old)
-        if delta < self._deadband:
-            target = p_old
-            delta = 0.0
         gap = self._gap[t1]
         intraday = self._intraday[t1]
         e0 = self._equity
@@ -388,19 +395,8 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return {"features": self._features[t].copy(), "account": account}
 
     def _action_to_target(self, action: np.ndarray) -> float:
-        """Map an action in ``[-1, 1]`` to a target position (see ``EnvConfig.long_only``)."""
-        try:
-            a = float(np.asarray(action).item())
-        except ValueError:
-            raise ValueError(
-                f"action: expected a single value, got shape {np.shape(action)}"
-            ) from None
-        if not math.isfinite(a):
-            raise ValueError(f"action: must be finite, got {a}")
-        a = -1.0 if a < -1.0 else (1.0 if a > 1.0 else a)
-        if self.config.long_only:
-            a = 0.5 * (a + 1.0)
-        return a * self.config.max_position
+        """Map an action to a target position (shared with the live trader)."""
+        return action_to_target(action, self.config)
 
     def _checked_start_bar(self, value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -23,10 +23,10 @@ Why the exact DSR gives no reason to size (issue 9), and what the options change
 
 * **Scale blindness.** Scaling every return by ``k`` scales the numerator by ``k**3`` and
   the denominator by ``k**3``: ``D_t`` is identical at position 1.0 and 0.5, because the
-  Sharpe ratio is. Only the variance floor breaks the tie. ``floor_variance`` (set from the
-  asset's own bar volatility on the fit range, ``EnvConfig.dsr_floor_vol``) makes the
+  Sharpe ratio is. Only the variance floor breaks the tie. ``floor_vol`` (the floor set
+  from the asset's own bar volatility on the fit range, ``DSRConfig.floor_vol``) makes the
   reward grow with the cube of the position while the strategy's volatility is below
-  ``dsr_floor_vol`` times the asset's (the numerator scales as ``k**3`` over a fixed
+  ``floor_vol`` times the asset's (the numerator scales as ``k**3`` over a fixed
   denominator), and Sharpe-like above it: with floor 1.0 a strategy that holds 50% earns
   an eighth of the reward of the same strategy at full size, not the same.
 * **Warm-up and short episodes.** The moments start at 0 every episode, so after ``n``
@@ -35,30 +35,184 @@ Why the exact DSR gives no reason to size (issue 9), and what the options change
   so the estimates are unbiased from the second step on and a warm-up of 1-2 steps is
   enough instead of 20.
 
-The Downside Deviation Ratio (:class:`DownsideDeviationRatio`) is the same construction
-with the downside deviation in the denominator (Moody & Saffell 2001, eqs. (19)-(20)).
+The Downside Deviation Ratio (:class:`DownsideDeviationRatio`, ``name: ddr``) is the same
+construction with the downside deviation in the denominator (Moody & Saffell 2001,
+eqs. (19)-(20)).
+
+Rewards are registered with :func:`register_reward`, which pairs a reward class with its
+config model (a pydantic model whose ``name`` is the registry key); the experiment's
+``reward`` section is the discriminated union of every registered config
+(:func:`reward_config_union`), so a new reward is one class + one config here.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-if TYPE_CHECKING:
-    from backend.config.env_config import EnvConfig
+import numpy as np
+from pydantic import Field
+
+from backend.utils.config_model import ConfigModel, NonNegInt, PosFloat, StrictBool
+
+__all__ = [
+    "REWARDS",
+    "REWARD_CONFIGS",
+    "CostPenalizedConfig",
+    "CostPenalizedReturnReward",
+    "DDRConfig",
+    "DSRConfig",
+    "DifferentialSharpeRatio",
+    "DownsideDeviationRatio",
+    "LogReturnConfig",
+    "LogReturnReward",
+    "RewardConfigBase",
+    "RewardFunction",
+    "fit_reward_floor",
+    "make_reward",
+    "register_reward",
+    "reward_config_union",
+    "reward_names",
+]
+
+
+class RewardConfigBase(ConfigModel):
+    """Fields every reward shares; subclasses add ``name: Literal[...]`` and their own."""
+
+    name: str
+    """Registry key of the reward (the discriminator of the ``reward`` section)."""
+
+    scale: PosFloat = 1.0
+    """Multiplier applied to the reward after it is computed (e.g. 100 for raw returns,
+    which are ~1e-3 per bar and would otherwise be drowned by value-function noise)."""
+
+
+REWARDS: dict[str, type[RewardFunction]] = {}
+"""Reward name to class; filled by :func:`register_reward`."""
+
+REWARD_CONFIGS: dict[str, type[RewardConfigBase]] = {}
+"""Reward name to its config model; filled by :func:`register_reward`."""
+
+_RewardT = TypeVar("_RewardT", bound="type[RewardFunction]")
+
+
+def register_reward(config_class: type[RewardConfigBase]) -> Callable[[_RewardT], _RewardT]:
+    """Class decorator: register a reward class under its config's ``name`` default.
+
+    Raises:
+        ValueError: if the name is taken or the config has no literal ``name`` default.
+    """
+    name = config_class.model_fields["name"].default
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{config_class.__name__} needs a name: Literal[...] = '...' field")
+
+    def decorate(cls: _RewardT) -> _RewardT:
+        if name in REWARDS:
+            raise ValueError(f"reward {name!r} is registered twice")
+        cls.name = name
+        cls.config_class = config_class
+        REWARDS[name] = cls
+        REWARD_CONFIGS[name] = config_class
+        return cls
+
+    return decorate
+
+
+def reward_names() -> tuple[str, ...]:
+    """Registered reward names, in registration order."""
+    return tuple(REWARDS)
+
+
+def reward_config_union() -> Any:
+    """``Annotated[Union[...configs], Field(discriminator="name")]`` over the registry."""
+    configs = tuple(REWARD_CONFIGS.values())
+    union: Any = configs[0] if len(configs) == 1 else _union(configs)
+    return Annotated[union, Field(discriminator="name")]
+
+
+def _union(types: tuple[type, ...]) -> Any:
+    from typing import Union
+
+    return Union[types]  # noqa: UP007  (built from a runtime tuple)
+
+
+class _MovingMomentConfig(RewardConfigBase):
+    """Fields of the rewards built on Moody & Saffell's moving moments (DSR, DDR)."""
+
+    eta: Annotated[float, Field(strict=True, gt=0.0, lt=1.0)] = 0.01
+    """Adaptation rate of the moving moments, in ``(0, 1)``; memory is about ``1 / eta``
+    steps."""
+    warmup_steps: NonNegInt = 10
+    """Steps at the start of an episode during which the moments are updated but the
+    reward is 0, because the variance estimate is built from too few returns to divide by."""
+    eps: PosFloat = 1e-8
+    """Variance floor of the denominator, in squared per-bar return (1e-8 = a 1 bp
+    standard deviation): below it the Sharpe estimate is meaningless and would explode.
+    Replaced by the fitted floor when :attr:`floor_vol` > 0."""
+    bias_correction: StrictBool = False
+    """Divide the moving moments by their weight ``1 - (1 - eta)**n`` (Adam's bias
+    correction) so the first steps of an episode are not on a drifting scale and a warm-up
+    of 1-2 steps suffices. ``false`` keeps the exact Moody-Saffell recursion."""
+    floor_vol: Annotated[float, Field(strict=True, ge=0.0, le=10.0)] = 0.0
+    """If > 0, training replaces ``eps`` by ``(floor_vol * sigma)**2``, ``sigma`` the
+    asset's per-bar open-to-close return std on the fit range only
+    (:func:`fit_reward_floor`; the fitted value is saved with the model). The reward then
+    grows with the position until the strategy is ``floor_vol`` times as volatile as the
+    asset: a reason to size (module docstring). 0 keeps ``eps`` as given."""
+
+
+class DSRConfig(_MovingMomentConfig):
+    """Moody & Saffell's Differential Sharpe Ratio (:class:`DifferentialSharpeRatio`).
+
+    At ``bias_correction: false, floor_vol: 0`` it is the exact Moody-Saffell DSR.
+    """
+
+    name: Literal["dsr"] = "dsr"
+    """The Differential Sharpe Ratio."""
+
+
+class DDRConfig(_MovingMomentConfig):
+    """Moody & Saffell's differential Downside Deviation Ratio (:class:`DownsideDeviationRatio`).
+
+    ``eps`` floors the squared downside deviation instead of the variance.
+    """
+
+    name: Literal["ddr"] = "ddr"
+    """The differential Downside Deviation Ratio."""
+
+
+class LogReturnConfig(RewardConfigBase):
+    """``log(1 + R_t)`` (:class:`LogReturnReward`); no parameters but ``scale``."""
+
+    name: Literal["log_return"] = "log_return"
+    """The log return of equity."""
+
+
+class CostPenalizedConfig(RewardConfigBase):
+    """``R_t - cost_penalty * cost_t`` (:class:`CostPenalizedReturnReward`)."""
+
+    name: Literal["cost_penalized"] = "cost_penalized"
+    """The net return with trading costs counted extra."""
+    cost_penalty: Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False)] = 1.0
+    """Extra weight on the step's trading cost (costs already reduce the net return; this
+    over-weights them to discourage churn)."""
 
 
 class RewardFunction(ABC):
     """A per-step reward computed from the step's net return and trading cost."""
 
     name: ClassVar[str]
-    """Registry key (``EnvConfig.reward``)."""
+    """Registry key (the ``name`` of its config); set by :func:`register_reward`."""
+
+    config_class: ClassVar[type[RewardConfigBase]]
+    """The config model this reward is built from; set by :func:`register_reward`."""
 
     @classmethod
     @abstractmethod
-    def from_config(cls, config: EnvConfig) -> RewardFunction:
-        """Build the reward from the environment config's reward fields."""
+    def from_config(cls, config: Any) -> RewardFunction:
+        """Build the reward from its config (an instance of :attr:`config_class`)."""
 
     @abstractmethod
     def reset(self) -> None:
@@ -110,13 +264,14 @@ class _MovingMomentReward(RewardFunction):
         self.n = 0
 
     @classmethod
-    def from_config(cls: type[_M], config: EnvConfig) -> _M:
-        """Build from ``dsr_eta``, ``dsr_warmup_steps``, ``dsr_eps`` and ``dsr_bias_correction``."""
+    def from_config(cls: type[_M], config: _MovingMomentConfig) -> _M:
+        """Build from ``eta``, ``warmup_steps``, ``eps`` and ``bias_correction``.
+
+        ``floor_vol`` is not read here: :func:`fit_reward_floor` turns it into ``eps``
+        on the fit range before the env is built.
+        """
         return cls(
-            config.dsr_eta,
-            config.dsr_warmup_steps,
-            config.dsr_eps,
-            bias_correction=config.dsr_bias_correction,
+            config.eta, config.warmup_steps, config.eps, bias_correction=config.bias_correction
         )
 
     def reset(self) -> None:
@@ -143,6 +298,7 @@ class _MovingMomentReward(RewardFunction):
         return {"A": self.A, "B": self.B, "n": float(self.n)}
 
 
+@register_reward(DSRConfig)
 class DifferentialSharpeRatio(_MovingMomentReward):
     """Moody & Saffell's Differential Sharpe Ratio with a warm-up and a variance floor.
 
@@ -159,8 +315,8 @@ class DifferentialSharpeRatio(_MovingMomentReward):
     the floor active the numerator (which carries a factor ``B_{t-1}``) is also small, so
     the reward fades out with the cube of the position. ``eps`` is in squared return units:
     1e-8 is a 1 bp per-bar standard deviation. Set from the asset's own volatility
-    (``EnvConfig.dsr_floor_vol``, fitted on the fit range) it is what gives the agent a
-    reason to size (module docstring).
+    (``DSRConfig.floor_vol``, fitted on the fit range) it is what gives the agent a reason
+    to size (module docstring).
 
     With ``bias_correction=False`` this is the exact Moody-Saffell DSR (eq. (16) of the
     2001 paper) and stays selectable.
@@ -171,8 +327,6 @@ class DifferentialSharpeRatio(_MovingMomentReward):
         eps: Variance floor of the denominator, > 0.
         bias_correction: Divide the moments by ``1 - (1 - eta)**n`` before using them.
     """
-
-    name: ClassVar[str] = "dsr"
 
     def step(self, net_return: float, trade_cost: float = 0.0) -> float:
         """Update the moments with ``R_t`` and return ``D_t`` (0 during warm-up).
@@ -192,6 +346,7 @@ class DifferentialSharpeRatio(_MovingMomentReward):
         return 0.0 if self.n <= self.warmup_steps else dsr
 
 
+@register_reward(DDRConfig)
 class DownsideDeviationRatio(_MovingMomentReward):
     """Moody & Saffell's differential Downside Deviation Ratio (2001, eqs. (19)-(20)).
 
@@ -213,8 +368,6 @@ class DownsideDeviationRatio(_MovingMomentReward):
         bias_correction: Divide the moments by ``1 - (1 - eta)**n`` before using them.
     """
 
-    name: ClassVar[str] = "ddr"
-
     def step(self, net_return: float, trade_cost: float = 0.0) -> float:
         """Update ``A`` and ``DD^2`` with ``R_t`` and return the differential DDR."""
         r = float(net_return)
@@ -235,13 +388,12 @@ class DownsideDeviationRatio(_MovingMomentReward):
 _MIN_WEALTH_RATIO = 1e-12
 
 
+@register_reward(LogReturnConfig)
 class LogReturnReward(RewardFunction):
     """``log(1 + R_t)``: additive over time, so the episode return is the log wealth growth."""
 
-    name: ClassVar[str] = "log_return"
-
     @classmethod
-    def from_config(cls, config: EnvConfig) -> LogReturnReward:
+    def from_config(cls, config: LogReturnConfig) -> LogReturnReward:
         """No parameters; the config is accepted for a uniform registry interface."""
         return cls()
 
@@ -253,6 +405,7 @@ class LogReturnReward(RewardFunction):
         return math.log(max(1.0 + float(net_return), _MIN_WEALTH_RATIO))
 
 
+@register_reward(CostPenalizedConfig)
 class CostPenalizedReturnReward(RewardFunction):
     """``R_t - penalty * cost_t``: the net return with trading costs counted extra.
 
@@ -263,15 +416,13 @@ class CostPenalizedReturnReward(RewardFunction):
         penalty: Extra weight on the step's trading cost, >= 0 (0 gives the plain return).
     """
 
-    name: ClassVar[str] = "cost_penalized"
-
     def __init__(self, penalty: float = 1.0) -> None:
         if not penalty >= 0.0:
             raise ValueError(f"penalty: must be >= 0, got {penalty}")
         self.penalty = float(penalty)
 
     @classmethod
-    def from_config(cls, config: EnvConfig) -> CostPenalizedReturnReward:
+    def from_config(cls, config: CostPenalizedConfig) -> CostPenalizedReturnReward:
         """Build from ``cost_penalty``."""
         return cls(config.cost_penalty)
 
@@ -283,25 +434,37 @@ class CostPenalizedReturnReward(RewardFunction):
         return float(net_return) - self.penalty * float(trade_cost)
 
 
-REWARDS: dict[str, type[RewardFunction]] = {
-    DifferentialSharpeRatio.name: DifferentialSharpeRatio,
-    DownsideDeviationRatio.name: DownsideDeviationRatio,
-    LogReturnReward.name: LogReturnReward,
-    CostPenalizedReturnReward.name: CostPenalizedReturnReward,
-}
-"""Reward name (``EnvConfig.reward``) to class."""
-
-
-def make_reward(config: EnvConfig) -> RewardFunction:
-    """Instantiate the reward named by ``config.reward``.
+def make_reward(config: RewardConfigBase | None = None) -> RewardFunction:
+    """Instantiate the reward that ``config`` names (``None``: the DSR at its defaults).
 
     Raises:
-        KeyError: If the name is not registered (``EnvConfig`` already validates it).
+        KeyError: If the name is not registered (the schema already validates it).
     """
+    config = DSRConfig() if config is None else config
     try:
-        cls = REWARDS[config.reward]
+        cls = REWARDS[config.name]
     except KeyError:
         raise KeyError(
-            f"unknown reward {config.reward!r}; expected one of {sorted(REWARDS)}"
+            f"unknown reward {config.name!r}; expected one of {sorted(REWARDS)}"
         ) from None
     return cls.from_config(config)
+
+
+_R = TypeVar("_R", bound=RewardConfigBase)
+
+
+def fit_reward_floor(config: _R, open_: np.ndarray, close: np.ndarray) -> _R:
+    """``config`` with ``eps`` fitted to the asset's bar volatility when ``floor_vol`` > 0.
+
+    ``sigma`` is the std of the open-to-close bar returns given, which must be the fit
+    range's bars only (no look-ahead: validation and test never inform it); the fitted
+    floor travels with the model in its reward config, so validation and test use the same
+    number. Other rewards, and ``floor_vol == 0``, come back unchanged.
+    """
+    floor_vol = getattr(config, "floor_vol", 0.0)
+    if not floor_vol:
+        return config
+    returns = np.asarray(close, dtype=float) / np.asarray(open_, dtype=float) - 1.0
+    sigma = float(np.std(returns)) if returns.size else 0.0
+    eps = max((floor_vol * sigma) ** 2, 1e-12)
+    return config.model_copy(update={"eps": eps})

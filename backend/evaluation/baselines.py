@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from backend.config.env_config import EnvConfig
 from backend.data_download.market_arrays import MarketArrays
+from backend.environments.env_config import EnvConfig
 from backend.evaluation.metrics import BARS_PER_YEAR, PerformanceMetrics, compute_metrics
 
 BASELINE_NAMES: tuple[str, ...] = ("flat", "buy_and_hold", "buy_and_hold_through", "random")

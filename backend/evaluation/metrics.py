@@ -44,7 +44,10 @@ Conventions (every number in a report depends on them, so they are fixed here on
 * **Turnover** per session = ``sum |delta position|`` / number of sessions. Pass the env's
   ``info["turnover"]``, or ``end_positions`` with the positions, to include
   market-on-close flattens; from positions alone it only sees fills at the open.
-* **Exposure**: share of bars with a non-zero position.
+* **Exposure** is reported two ways: ``exposure`` is the share of bars with a non-zero
+  position (how often the strategy is in the market) and ``mean_abs_position`` the mean of
+  ``|position|`` over all bars (how much of the equity it puts at risk on average). A policy
+  that holds 5% on every bar has exposure 1.0 but mean |position| 0.05.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class PerformanceMetrics:
         profit_factor: Gross bar gains / gross bar losses (inf without losses).
         turnover_per_session: Mean ``sum |delta position|`` per session.
         exposure: Share of bars with a non-zero position (NaN without positions).
+        mean_abs_position: Mean ``|position|`` over all bars (NaN without positions).
         n_trades: Number of trades (0 without positions).
         n_bars: Number of bars.
         n_sessions: Number of sessions (distinct ids, or ``ceil(n_bars / 26)`` without ids).
@@ -102,6 +106,7 @@ class PerformanceMetrics:
     profit_factor: float
     turnover_per_session: float
     exposure: float
+    mean_abs_position: float
     n_trades: int
     n_bars: int
     n_sessions: int
@@ -300,12 +305,14 @@ def compute_metrics(
         n_sessions = math.ceil(n / BARS_PER_SESSION)
 
     exposure = math.nan
+    mean_abs_position = math.nan
     n_trades = 0
     win_trades = math.nan
     total_turnover = 0.0
     if positions is not None:
         p = _as_series("positions", positions, n)
         exposure = float(np.mean(p != 0.0))
+        mean_abs_position = float(np.mean(np.abs(p)))
         tr = trade_returns(r, p, end_positions)
         n_trades = int(tr.size)
         if n_trades:
@@ -331,6 +338,7 @@ def compute_metrics(
         profit_factor=float(profit_factor),
         turnover_per_session=total_turnover / n_sessions,
         exposure=exposure,
+        mean_abs_position=mean_abs_position,
         n_trades=n_trades,
         n_bars=n,
         n_sessions=n_sessions,

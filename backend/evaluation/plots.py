@@ -155,3 +155,77 @@ def plot_window_sharpe(
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return _save(fig, path)
+
+
+def plot_test_forest(
+    tests: Sequence[Mapping[str, object]],
+    path: str | Path,
+    *,
+    metric: str = "sharpe",
+    title: str = "Paired tests on pooled test sessions",
+) -> Path:
+    """Forest plot: each test's estimate with its interval; filled when Holm-significant.
+
+    Args:
+        tests: Rows of ``metrics.json["tests"]`` (keys ``strategy``, ``against``,
+            ``metric``, ``estimate``, ``ci_low``, ``ci_high``, ``significant``).
+        path: PNG file to write.
+        metric: Which metric's tests to draw.
+        title: Chart title.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    rows = [t for t in tests if t["metric"] == metric]
+    if not rows:
+        raise ValueError(f"no test of metric {metric!r} to plot")
+    fig = Figure(figsize=(8, 0.35 * len(rows) + 1.5))
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))[::-1]
+    for yi, t in zip(y, rows, strict=True):
+        est = float(t["estimate"])  # type: ignore[arg-type]
+        low, high = float(t["ci_low"]), float(t["ci_high"])  # type: ignore[arg-type]
+        color = "tab:blue" if t["significant"] else "tab:grey"
+        ax.plot([low, high], [yi, yi], color=color, linewidth=1.6)
+        ax.plot(
+            [est],
+            [yi],
+            marker="o",
+            color=color,
+            markerfacecolor=color if t["significant"] else "white",
+        )
+    ax.axvline(0.0, color="black", linewidth=0.7)
+    ax.set_yticks(y, [f"{t['strategy']} vs {t['against']}" for t in rows])
+    unit = (
+        "annualized Sharpe difference" if metric == "sharpe" else "mean session return difference"
+    )
+    ax.set_xlabel(f"{unit} (filled: significant after Holm)")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_session_equity(
+    strategies: Mapping[str, npt.ArrayLike],
+    path: str | Path,
+    *,
+    baselines: Mapping[str, npt.ArrayLike] | None = None,
+    title: str = "Cumulative net return over the pooled test sessions",
+) -> Path:
+    """Equity compounded session by session: strategies solid, baselines dashed."""
+    base = dict(baselines or {})
+    n = _check_same_length({**strategies, **base})
+    fig = Figure(figsize=(10, 5))
+    ax = fig.add_subplot()
+    x = np.arange(1, n + 1)
+    for label, r in strategies.items():
+        ax.plot(x, equity_curve(r), label=label, linewidth=1.4)
+    for label, r in base.items():
+        ax.plot(x, equity_curve(r), label=label, linestyle="--", linewidth=1.0)
+    ax.axhline(1.0, color="grey", linewidth=0.6)
+    ax.set_title(title)
+    ax.set_xlabel("test session (pooled over windows, in date order)")
+    ax.set_ylabel("equity (start = 1)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return _save(fig, path)

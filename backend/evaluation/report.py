@@ -4,11 +4,12 @@
 :func:`render_markdown` renders *only* that dict, so every number in ``report.md`` is a
 number of ``metrics.json`` in the same rounding (:func:`fmt`), and a test can check it.
 
-Units of comparison: one *unit* is one (window, symbol) pair. Aggregates are means over
-units with percentile-bootstrap CIs; the paired test of each encoder against ``manual``
-pairs the two on the same units (Wilcoxon signed-rank + bootstrap CI of the mean
-difference, :func:`backend.evaluation.statistics.paired_comparison`). With one symbol a
-unit is simply a window.
+The unit of inference is the **test session** (:mod:`backend.evaluation.session_inference`):
+every strategy's per-session net returns are pooled over the windows and paired across
+strategies on the same sessions; ``tests`` (each strategy against flat and buy-and-hold,
+each encoder against manual; Holm-adjusted over the family), ``power`` (minimum detectable
+Sharpe difference) and ``deflated_sharpe`` come from there, and the report's verdicts read
+the adjusted p-values. Per-window tables and their means over windows are descriptive.
 """
 
 from __future__ import annotations
@@ -22,25 +23,32 @@ from typing import Any
 
 import numpy as np
 
-from backend.evaluation.plots import plot_drawdowns, plot_equity_curves, plot_window_sharpe
-from backend.evaluation.statistics import bootstrap_mean_ci, paired_comparison
+from backend.evaluation.plots import (
+    plot_drawdowns,
+    plot_equity_curves,
+    plot_session_equity,
+    plot_test_forest,
+    plot_window_sharpe,
+)
+from backend.evaluation.session_inference import pooled_session_returns, session_inference
+from backend.evaluation.session_stats import replicate_mean
+from backend.evaluation.statistics import bootstrap_mean_ci
 from backend.utils.atomic_io import write_json_atomic
 
 __all__ = [
     "AGGREGATE_METRICS",
-    "ALL_MODES",
     "TABLE_COLUMNS",
+    "TEST_COLUMNS",
     "archive_baseline_run",
     "build_metrics",
     "fmt",
+    "inference_markdown",
     "render_markdown",
+    "test_verdict",
     "update_experiments_index",
     "write_cross_mode_report",
     "write_run_report",
 ]
-
-ALL_MODES: tuple[str, ...] = ("manual", "cnn", "lstm", "transformer")
-"""The four encoder modes; a run with all of them gets the cross-mode report."""
 
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("total_return", "total return"),
@@ -51,7 +59,8 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("win_rate_bars", "win rate (bars)"),
     ("profit_factor", "profit factor"),
     ("turnover_per_session", "turnover/session"),
-    ("exposure", "exposure"),
+    ("mean_abs_position", "mean |position|"),
+    ("exposure", "bars in market"),
     ("n_trades", "trades"),
 )
 """Metric key and column title of the per-window tables, in order."""
@@ -74,6 +83,21 @@ AGGREGATE_METRICS: tuple[str, ...] = (
 """Metrics averaged over units with a bootstrap CI."""
 
 BASELINES_SHOWN: tuple[str, ...] = ("flat", "buy_and_hold", "buy_and_hold_through", "random")
+
+TEST_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "strategy",
+    "against",
+    "metric",
+    "estimate",
+    "interval",
+    "p",
+    "p (Holm)",
+    "verdict",
+    "MDE (Holm)",
+    "sessions",
+)
+"""Columns of the report's table of ``metrics.json["tests"]``, one row per test."""
 
 _N_RESAMPLES = 5_000
 
@@ -117,7 +141,8 @@ def build_metrics(
 
     Returns:
         ``{"run", "modes", "symbols", "windows", "per_window", "baselines_per_window",
-        "aggregates", "baseline_aggregates", "resources", "comparisons"}``.
+        "aggregates", "baseline_aggregates", "resources", "tests", "power",
+        "deflated_sharpe", "sessions", "seed_spread"}``.
     """
     spec = run["spec"]
     modes: list[str] = list(spec["modes"])
@@ -175,25 +200,16 @@ def build_metrics(
             ),
         }
 
-    comparisons: list[dict[str, Any]] = []
-    if "manual" in modes and len(modes) > 1:
-        per_unit = {
-            mode: [
-                r["sharpe"] if r["sharpe"] is not None else np.nan
-                for r in per_window
-                if r["mode"] == mode
-            ]
-            for mode in modes
-        }
-        finite = np.all(np.isfinite(np.asarray(list(per_unit.values()), dtype=float)), axis=0)
-        clean = {
-            m: [v for v, ok in zip(vals, finite, strict=True) if ok] for m, vals in per_unit.items()
-        }
-        if len(clean["manual"]) > 0:
-            for c in paired_comparison(
-                clean, reference="manual", n_resamples=_N_RESAMPLES, seed=seed
-            ):
-                comparisons.append(c.to_dict())
+    inference = session_inference(
+        results,
+        modes,
+        symbols,
+        seed=seed,
+        tuning_trials=int(spec.get("tuning_trials", 0) or 0),
+    )
+    inference.pop("pooled")
+    for t in inference["tests"]:
+        t["verdict"] = test_verdict(t)
 
     run_summary = {
         "output_dir": spec["output_dir"],
@@ -208,7 +224,7 @@ def build_metrics(
         "packages": run["provenance"].get("packages"),
         "python": run["provenance"].get("python"),
         "created_utc": run.get("created_utc"),
-        "config": {k: spec[k] for k in ("walk_forward", "features", "env", "training")},
+        "config": spec["config"],
     }
     return {
         "run": run_summary,
@@ -220,7 +236,7 @@ def build_metrics(
         "aggregates": aggregates,
         "baseline_aggregates": baseline_aggregates,
         "resources": resources,
-        "comparisons": comparisons,
+        **inference,
     }
 
 
@@ -239,6 +255,131 @@ def _ci_text(ci: Mapping[str, Any]) -> str:
     if ci.get("estimate") is None:
         return "n/a"
     return f"{fmt(ci['estimate'])} [{fmt(ci['low'])}, {fmt(ci['high'])}]"
+
+
+_METRIC_WORDS = {"sharpe": "annualized Sharpe", "mean_return": "mean daily return"}
+
+
+def _interval_name(t: Mapping[str, Any]) -> str:
+    return "95% CI" if str(t["ci_method"]).startswith("95% CI") else "bootstrap interval"
+
+
+def test_verdict(t: Mapping[str, Any]) -> str:
+    """One sentence for a test row, read from its Holm-adjusted p-value."""
+    what = _METRIC_WORDS.get(t["metric"], t["metric"])
+    head = (
+        f"{t['strategy']} vs {t['against']}: {what} difference {fmt(t['estimate'])} "
+        f"[{_interval_name(t)} {fmt(t['ci_low'])}, {fmt(t['ci_high'])}], "
+        f"p={fmt(t['p_value'], 2)}, Holm p={fmt(t['p_adjusted'], 2)}, "
+        f"n={t['n_sessions']} sessions: "
+    )
+    if t["significant"]:
+        return head + "significant at 5% after Holm"
+    return head + (
+        f"not significant at 5% after Holm (80% power needs a difference of about "
+        f"{fmt(t['min_detectable_adjusted'], 3)})"
+    )
+
+
+def _test_row(t: Mapping[str, Any]) -> list[str]:
+    return [
+        str(t["symbol"]),
+        str(t["strategy"]),
+        str(t["against"]),
+        str(t["metric"]),
+        fmt(t["estimate"]),
+        f"[{fmt(t['ci_low'])}, {fmt(t['ci_high'])}]",
+        fmt(t["p_value"]),
+        fmt(t["p_adjusted"]),
+        "significant" if t["significant"] else "not significant",
+        fmt(t["min_detectable_adjusted"]),
+        str(t["n_sessions"]),
+    ]
+
+
+def inference_markdown(metrics: Mapping[str, Any]) -> list[str]:
+    """Verdicts, the test table, power, deflated Sharpe and the pooled-session summary."""
+    tests = metrics["tests"]
+    power = metrics["power"]
+    lines = ["## Verdicts (paired tests on the pooled test sessions, Holm-adjusted)", ""]
+    first = tests[0] if tests else None
+    lines.append(
+        f"Every strategy's net return per test session is pooled over the "
+        f"{len(metrics['windows'])} window(s) and paired across strategies on the same "
+        f"sessions ({power['n_sessions']} per strategy). Family: {power['family_size']} tests "
+        "(each strategy against flat and against buy-and-hold, each encoder against manual; "
+        "annualized Sharpe and mean daily return), Holm-adjusted; p-values are two-sided, "
+        "from the centred stationary block bootstrap."
+        + (f" Intervals: {first['ci_method']}." if first else "")
+    )
+    lines.append("")
+    mode_tests = [t for t in tests if t["strategy"] in metrics["modes"]]
+    lines += [f"- {t['verdict']}" for t in mode_tests] or ["- no test"]
+    lines += ["", "## Power", ""]
+    lines.append(
+        f"With {power['n_sessions']} pooled test sessions, a two-sided {fmt(power['alpha'])} "
+        f"test has {fmt(100 * power['power'], 3)}% power only against an annualized Sharpe "
+        f"(vs flat) of at least {fmt(power['min_detectable_sharpe'], 3)}; at Holm's strictest "
+        f"level over the {power['family_size']} tests, "
+        f"{fmt(power['min_detectable_sharpe_holm'], 3)} (Lo 2002 standard error). Each test's "
+        "own figure at the Holm level, with the observed correlation of the pair, is the "
+        "column 'MDE (Holm)' below. Read 'not significant' against these numbers."
+    )
+    lines += ["", "## All tests", ""]
+    lines += _table(list(TEST_COLUMNS), [_test_row(t) for t in tests])
+    lines += ["", "## Deflated Sharpe ratio of the best mode", ""]
+    for symbol, d in metrics["deflated_sharpe"].items():
+        lines.append(
+            f"- {symbol}: best mode by pooled session Sharpe is {d['best_mode']} (annualized "
+            f"{fmt(d['sharpe_annualized'])}, {d['n']} sessions, skewness {fmt(d['skewness'], 3)},"
+            f" kurtosis {fmt(d['kurtosis'], 3)}). PSR (P[true Sharpe > 0]) = {fmt(d['psr'], 3)};"
+            f" DSR given {d['n_trials']} trial(s) (modes x seeds + {d['tuning_trials']} tuning) "
+            f"= {fmt(d['dsr'], 3)}, against the expected maximum Sharpe of that many unskilled "
+            f"trials, {fmt(d['sr0_annualized'], 3)} annualized (Bailey & Lopez de Prado 2014)."
+        )
+    lines += ["", "## Pooled test sessions per strategy", ""]
+    rows = []
+    for symbol, block in metrics["sessions"].items():
+        for name, st in block["strategies"].items():
+            rows.append(
+                [
+                    symbol,
+                    name,
+                    str(st["n_sessions"]),
+                    fmt(st["sharpe"]),
+                    fmt(st["mean_return"]),
+                    fmt(st["volatility"]),
+                    fmt(st["total_return"]),
+                ]
+            )
+    lines += _table(
+        ["symbol", "strategy", "sessions", "Sharpe", "mean daily", "daily vol", "total"], rows
+    )
+    spread = [
+        (symbol, mode, s)
+        for symbol, per in metrics["seed_spread"].items()
+        for mode, s in per.items()
+        if s["n_replicates"] > 1
+    ]
+    if spread:
+        lines += ["", "## Spread across training seeds", ""]
+        lines += _table(
+            ["symbol", "mode", "seeds", "Sharpe min", "Sharpe max", "Sharpe std", "seed-mean"],
+            [
+                [
+                    symbol,
+                    mode,
+                    str(s["n_replicates"]),
+                    fmt(s["sharpe_min"]),
+                    fmt(s["sharpe_max"]),
+                    fmt(s["sharpe_std"]),
+                    fmt(s["sharpe_of_mean"]),
+                ]
+                for symbol, mode, s in spread
+            ],
+        )
+        lines += ["", "Tests use the seed-averaged session returns (the seed-mean column)."]
+    return lines
 
 
 def render_markdown(metrics: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
@@ -275,6 +416,7 @@ def render_markdown(metrics: Mapping[str, Any], plots: Sequence[str] = ()) -> st
             for w in metrics["windows"]
         ],
     )
+    lines += ["", *inference_markdown(metrics)]
     lines += ["", "## Per window and mode", ""]
     header = [
         "window",
@@ -299,7 +441,11 @@ def render_markdown(metrics: Mapping[str, Any], plots: Sequence[str] = ()) -> st
     lines += _table(header, rows)
     lines += [
         "",
-        "## Aggregates over windows (mean [95% bootstrap CI])",
+        "## Means over windows (descriptive)",
+        "",
+        "Mean of the per-window figures [percentile bootstrap interval over windows]. "
+        "Windows are few, so these intervals are descriptive, not confidence intervals; "
+        "inference is on the pooled test sessions above.",
         "",
     ]
     header = ["strategy", *AGGREGATE_METRICS]
@@ -311,12 +457,6 @@ def render_markdown(metrics: Mapping[str, Any], plots: Sequence[str] = ()) -> st
         for name, agg in metrics["baseline_aggregates"].items()
     ]
     lines += _table(header, rows)
-    n_units = len(metrics["windows"]) * len(symbols)
-    if n_units < 5:
-        lines += [
-            "",
-            f"Only {n_units} window(s): the intervals are descriptive, not reliable.",
-        ]
     lines += ["", "## Resources", ""]
     lines += _table(
         ["mode", "train s (mean)", "train s (total)", "peak RSS MiB (max)", "latency ms (median)"],
@@ -336,21 +476,7 @@ def render_markdown(metrics: Mapping[str, Any], plots: Sequence[str] = ()) -> st
         "Peak RSS is the worker process's high-water mark when the job ended (it includes "
         "earlier jobs of the same process); latency is the median wall time of one "
         "`predict` call during the test rollout.",
-        "",
-        "## Each encoder against manual (paired on windows, Sharpe)",
-        "",
     ]
-    if len(symbols) > 1:
-        lines += [
-            "With several symbols each (window, symbol) pair is one unit of the paired test "
-            "and of the averages above.",
-            "",
-        ]
-    if metrics["comparisons"]:
-        for c in metrics["comparisons"]:
-            lines.append(f"- {c['verdict']}")
-    else:
-        lines.append("- no comparison: the run has no `manual` mode or no other mode.")
     if plots:
         lines += ["", "## Charts", ""]
         lines += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
@@ -392,7 +518,24 @@ def _plots(
 ) -> list[str]:
     modes, symbols = metrics["modes"], metrics["symbols"]
     paths = []
+    if metrics["tests"]:
+        paths.append(
+            plot_test_forest(
+                metrics["tests"],
+                run_dir / "tests_sharpe.png",
+                title="Annualized Sharpe differences on the pooled test sessions",
+            )
+        )
     for symbol in symbols:
+        _, pooled = pooled_session_returns(results, modes, symbol)
+        paths.append(
+            plot_session_equity(
+                {m: replicate_mean(pooled[m], m) for m in modes},
+                run_dir / f"sessions_{symbol}.png",
+                baselines={b: pooled[b] for b in BASELINES_SHOWN if b in pooled and b != "flat"},
+                title=f"{symbol}: net return compounded over the pooled test sessions",
+            )
+        )
         strategies, baselines = _concatenated(results, modes, symbol)
         shown = {k: v for k, v in baselines.items() if k in ("buy_and_hold", "random", "flat")}
         paths.append(
@@ -575,7 +718,7 @@ def write_cross_mode_report(
             }
             rows.append([str(w["index"]), symbol, *(cells[m] for m in modes)])
     lines += _table(header, rows)
-    lines += ["", "## Aggregated (mean [95% bootstrap CI] over windows)", ""]
+    lines += ["", "## Means over windows (descriptive: [percentile bootstrap interval])", ""]
     lines += _table(
         ["mode", "Sharpe", "Sortino", "max DD", "train s (mean)", "peak RSS MiB", "latency ms"],
         [
@@ -591,13 +734,16 @@ def write_cross_mode_report(
             for m in modes
         ],
     )
-    lines += ["", "## Is any sequence encoder better than manual?", ""]
-    lines += [f"- {c['verdict']}" for c in metrics["comparisons"]]
+    lines += ["", "## Is any encoder better than manual, flat or buy-and-hold?", ""]
+    lines += [f"- {t['verdict']}" for t in metrics["tests"] if t["strategy"] in modes]
+    power = metrics["power"]
     lines += [
         "",
-        "A difference is called significant only when the two-sided Wilcoxon test gives "
-        "p < 0.05 on at least 6 windows; with fewer windows no claim is made whatever the "
-        "numbers.",
+        "Tests pair the strategies on the pooled test sessions (stationary block bootstrap, "
+        f"Holm over {power['family_size']} tests). With {power['n_sessions']} sessions, 80% "
+        "power needs an annualized Sharpe difference of about "
+        f"{fmt(power['min_detectable_sharpe_holm'], 3)} at the Holm level; smaller edges "
+        "read as 'not significant'.",
     ]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

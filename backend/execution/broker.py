@@ -15,21 +15,29 @@ Paper fills follow the env exactly (``backend/environments/intraday_env.py``):
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from backend.execution.state_store import CASH_KEY, StateStore
+
+logger = logging.getLogger(__name__)
 
 OrderKind = Literal["market", "moc"]
 OrderStatus = Literal["pending", "filled", "cancelled"]
 
 
-def client_order_id(symbol: str, bar_ts: str, target: float) -> str:
+def client_order_id(symbol: str, bar_ts: str, target: float, kind: str = "market") -> str:
     """Deterministic id of the order for ``target`` decided at the close of ``bar_ts``.
 
-    The target is rounded to 1e-6 so that the same decision always hashes the same.
+    The target is rounded to 1e-6 so that the same decision always hashes the same; a
+    market-on-close flatten and the next-open order decided at the same close get
+    different ids (``kind``).
     """
     key = f"{symbol.upper()}|{bar_ts}|{round(float(target), 6):+.6f}"
+    if kind != "market":
+        key += f"|{kind}"
     return "yoop-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -99,7 +107,100 @@ class Broker(Protocol):
         """Bar ``bar_ts`` closed at ``price``: fill pending moc orders decided on it."""
         ...
 
+    def mark(self, symbol: str, price: float) -> None:
+        """Revalue the book at ``price`` (the backtest-accounting paper broker; else no-op)."""
+        ...
 
+    def book_weight(self, symbol: str) -> tuple[float, float] | None:
+        """``(equity, weight)`` of a constant-weight book, or None for a share book."""
+        ...
+
+
+Accounting = Literal["shares", "backtest"]
+"""How the paper broker books positions (``LiveConfig.accounting``):
+
+* ``shares``: shares are held between bars (their weight drifts with the price) and an
+  order's share count is fixed at the decision close (``target * equity / close``);
+  costs are charged on the traded notional. What a real broker does.
+* ``backtest``: the env's book, exactly: a position is a constant fraction of equity
+  (drift rebalanced for free at every open and close, as the backtest assumes), the
+  order is sized at the fill from the equity at the open, and costs are
+  ``c * |new weight - old weight| * equity``. The paper trader then matches the env's
+  test rollout bar for bar (``python -m backend.execution.parity``).
+"""
+
+BrokerFactory = Callable[..., Broker]
+"""``factory(store, *, cost_bps, slippage_bps, initial_cash) -> Broker``."""
+
+
+@dataclass(frozen=True)
+class BrokerSpec:
+    """A registered broker: how to build it and how careful its start-up must be."""
+
+    name: str
+    factory: BrokerFactory
+    requires_state: bool
+    """Refuse to start without an existing state file (``--require-state`` forced on):
+    true for anything holding real money, where a fresh account would hide a mistake."""
+
+
+BROKERS: dict[str, BrokerSpec] = {}
+"""Name -> spec; the only source of broker names (``LiveConfig.broker``)."""
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def register_broker(name: str, *, requires_state: bool = True) -> Callable[[_F], _F]:
+    """Register a broker class/factory under ``name`` (``LiveConfig.broker``).
+
+    ``requires_state`` defaults to True: only simulated brokers may start a new account.
+    """
+
+    def deco(factory: _F) -> _F:
+        if name in BROKERS:
+            raise ValueError(f"broker {name!r} is already registered")
+        BROKERS[name] = BrokerSpec(name, factory, requires_state)
+        return factory
+
+    return deco
+
+
+def broker_spec(name: str) -> BrokerSpec:
+    """The registered broker ``name``.
+
+    Raises:
+        ValueError: For an unknown name (the message lists the registered ones).
+    """
+    try:
+        return BROKERS[name]
+    except KeyError:
+        raise ValueError(
+            f"broker: unknown {name!r}; registered brokers: {sorted(BROKERS)}"
+        ) from None
+
+
+def build_broker(
+    name: str,
+    store: StateStore,
+    *,
+    cost_bps: float,
+    slippage_bps: float,
+    initial_cash: float,
+    accounting: Accounting = "shares",
+) -> Broker:
+    """Build the registered broker ``name`` on ``store``.
+
+    ``accounting`` is passed only when it is not the default ``shares`` (a real broker
+    books shares; asking one for ``backtest`` accounting fails at its constructor).
+    """
+    extra = {} if accounting == "shares" else {"accounting": accounting}
+    return broker_spec(name).factory(
+        store, cost_bps=cost_bps, slippage_bps=slippage_bps, initial_cash=initial_cash, **extra
+    )
+
+
+@register_broker("paper", requires_state=False)
 class PaperBroker:
     """Simulated broker whose book lives in the :class:`StateStore` (survives restarts).
 
@@ -108,6 +209,7 @@ class PaperBroker:
         cost_bps: Commission in basis points of traded notional (the env's ``cost_bps``).
         slippage_bps: Slippage in basis points, charged like ``cost_bps``.
         initial_cash: Cash of a new account (ignored when the store already has one).
+        accounting: ``shares`` or ``backtest`` (see :data:`Accounting`).
     """
 
     def __init__(
@@ -117,13 +219,25 @@ class PaperBroker:
         cost_bps: float,
         slippage_bps: float,
         initial_cash: float = 100_000.0,
+        accounting: Accounting = "shares",
     ) -> None:
+        if accounting not in ("shares", "backtest"):
+            raise ValueError(f"accounting: expected 'shares' or 'backtest', got {accounting!r}")
         self.store = store
+        self.accounting: Accounting = accounting
         self.cost_rate = (float(cost_bps) + float(slippage_bps)) * 1e-4
         with store.transaction() as conn:
-            conn.execute(
+            cur = conn.execute(
                 "INSERT OR IGNORE INTO account(symbol, qty) VALUES(?, ?)",
                 (CASH_KEY, float(initial_cash)),
+            )
+        if cur.rowcount == 1 and store.path != ":memory:":
+            # A new account is never silent: a deleted state file must be noticed.
+            logger.warning(
+                "new paper account: state file %s created with initial cash %.2f "
+                "(use --require-state to refuse starting without an existing state file)",
+                store.path,
+                float(initial_cash),
             )
 
     # -- book -------------------------------------------------------------------------
@@ -201,16 +315,73 @@ class PaperBroker:
 
     def on_bar_open(self, symbol: str, bar_ts: str, price: float) -> list[Fill]:
         """Fill pending market orders decided before ``bar_ts`` at its open."""
-        pending = [o for o in self.open_orders(symbol) if o.kind == "market" and o.bar_ts < bar_ts]
-        return [self._fill(o, bar_ts, price) for o in pending]
+        with self.store.transaction():
+            self.mark(symbol, price)
+            pending = [
+                o for o in self.open_orders(symbol) if o.kind == "market" and o.bar_ts < bar_ts
+            ]
+            return [self._fill(o, bar_ts, price) for o in pending]
 
     def on_bar_close(self, symbol: str, bar_ts: str, price: float) -> list[Fill]:
         """Fill pending moc orders decided on ``bar_ts`` (or earlier) at its close."""
-        pending = [o for o in self.open_orders(symbol) if o.kind == "moc" and o.bar_ts <= bar_ts]
-        return [self._fill(o, bar_ts, price) for o in pending]
+        with self.store.transaction():
+            self.mark(symbol, price)
+            pending = [
+                o for o in self.open_orders(symbol) if o.kind == "moc" and o.bar_ts <= bar_ts
+            ]
+            return [self._fill(o, bar_ts, price) for o in pending]
+
+    # -- backtest accounting ----------------------------------------------------------
+    def _book_key(self, symbol: str) -> str:
+        return f"paper_book:{symbol.upper()}"
+
+    def book_weight(self, symbol: str) -> tuple[float, float] | None:
+        """``(equity, weight)`` of the constant-weight book (``backtest``), else None."""
+        if self.accounting != "backtest":
+            return None
+        book = self.store.get(self._book_key(symbol))
+        if book is None:
+            return self.cash() + 0.0, 0.0
+        return float(book["equity"]), float(book["weight"])
+
+    def mark(self, symbol: str, price: float) -> None:
+        """Revalue a ``backtest`` book at ``price`` (weight constant, drift rebalanced free).
+
+        The account rows are kept in step (shares = weight * equity / price, cash = the
+        rest), so cash, position and the API read the same book. No-op for ``shares``.
+        """
+        if self.accounting != "backtest":
+            return
+        key = self._book_key(symbol)
+        with self.store.transaction() as conn:
+            book = self.store.get(key)
+            if book is None:
+                book = {"equity": self.cash(), "weight": 0.0, "price": float(price)}
+            equity = float(book["equity"])
+            weight = float(book["weight"])
+            if book["price"]:
+                equity *= 1.0 + weight * (float(price) / float(book["price"]) - 1.0)
+            self._set_book(conn, symbol, equity, weight, float(price))
+
+    def _set_book(
+        self, conn: object, symbol: str, equity: float, weight: float, price: float
+    ) -> None:
+        qty = weight * equity / price if price > 0 else 0.0
+        self.store.set(self._book_key(symbol), {"equity": equity, "weight": weight, "price": price})
+        c = conn  # sqlite3.Connection
+        c.execute(  # type: ignore[attr-defined]
+            "INSERT INTO account(symbol, qty) VALUES(?, ?) "
+            "ON CONFLICT(symbol) DO UPDATE SET qty = excluded.qty",
+            (symbol.upper(), qty),
+        )
+        c.execute(  # type: ignore[attr-defined]
+            "UPDATE account SET qty = ? WHERE symbol = ?", (equity - qty * price, CASH_KEY)
+        )
 
     def _fill(self, order: Order, bar_ts: str, price: float) -> Fill:
         """Book one fill atomically: fill row, order status, position and cash."""
+        if self.accounting == "backtest":
+            return self._fill_at_weight(order, bar_ts, price)
         cost = self.cost_rate * abs(order.qty * price)
         fill = Fill(order.client_order_id, order.symbol, bar_ts, order.qty, float(price), cost)
         with self.store.transaction() as conn:
@@ -233,6 +404,39 @@ class PaperBroker:
                 "UPDATE account SET qty = qty - ? WHERE symbol = ?",
                 (order.qty * price + cost, CASH_KEY),
             )
+        return fill
+
+    def _fill_at_weight(self, order: Order, bar_ts: str, price: float) -> Fill:
+        """``backtest`` fill: move the book's weight to the order's target at ``price``.
+
+        Sized at the fill from the equity at the fill (already marked), cost on the change
+        of weight, as the env books it.
+        """
+        with self.store.transaction() as conn:
+            equity, weight = self.book_weight(order.symbol) or (self.cash(), 0.0)
+            target = float(order.target)
+            cost = self.cost_rate * abs(target - weight) * max(equity, 0.0)
+            qty_before = self.position(order.symbol)
+            equity -= cost
+            qty_after = target * equity / price if price > 0 else 0.0
+            fill = Fill(
+                order.client_order_id,
+                order.symbol,
+                bar_ts,
+                qty_after - qty_before,
+                float(price),
+                cost,
+            )
+            conn.execute(
+                "INSERT INTO fills(client_order_id, symbol, bar_ts, qty, price, cost)"
+                " VALUES(?, ?, ?, ?, ?, ?)",
+                (fill.client_order_id, fill.symbol, fill.bar_ts, fill.qty, fill.price, fill.cost),
+            )
+            conn.execute(
+                "UPDATE orders SET status = 'filled' WHERE client_order_id = ?",
+                (order.client_order_id,),
+            )
+            self._set_book(conn, order.symbol, equity, target, float(price))
         return fill
 
 
@@ -267,7 +471,10 @@ class RealBrokerAdapter:
       cut-off (15:50 NY for NYSE, 12:50 on half days).
 
     Every method raises :class:`NotImplementedError`: live trading with real money needs a
-    reviewed implementation and paper validation first.
+    reviewed implementation and paper validation first. A finished adapter is registered
+    with ``@register_broker("<name>")`` (``requires_state`` stays True, so a deleted state
+    file can never start a fresh account against real money) and selected with
+    ``broker: <name>`` in the live config.
     """
 
     _MESSAGE = (
@@ -302,3 +509,10 @@ class RealBrokerAdapter:
     def on_bar_close(self, symbol: str, bar_ts: str, price: float) -> list[Fill]:
         """Reconcile executions reported since the last call."""
         raise NotImplementedError(self._MESSAGE)
+
+    def mark(self, symbol: str, price: float) -> None:
+        """A real book is revalued by the broker: nothing to do."""
+
+    def book_weight(self, symbol: str) -> tuple[float, float] | None:
+        """A real broker books shares."""
+        return None

@@ -1,6 +1,7 @@
 """The live (paper-first) trader process: one decision per closed 15-minute bar.
 
-``python -m backend.execution.live_trader --bundle DIR --config FILE`` loads a model bundle,
+``python -m backend.api.live_service --bundle DIR --config FILE`` (or the historical
+``python -m backend.execution.live_trader ...``) loads a model bundle,
 builds the training observations from a bar feed (:mod:`observation_builder`), and trades
 through a :class:`~backend.execution.broker.Broker` (the paper broker by default).
 
@@ -22,13 +23,9 @@ keyed by that id, so each is booked exactly once.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
-import math
-import os
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,18 +34,19 @@ import numpy as np
 import pandas as pd
 
 from backend.config.env_config import EnvConfig
-from backend.config.live_config import LiveConfig, load_live_config
+from backend.config.live_config import LiveConfig
 from backend.config.training_config import FeatureConfig
 from backend.data_download.downloader import Clock, DownloadError, utc_now
 from backend.data_download.market_calendar import expected_bar_starts, session_schedule
 from backend.data_download.normalizer import FeatureNormalizer
 from backend.data_download.schema import NY_TZ
+from backend.environments.actions import action_to_target, apply_deadband
 from backend.execution.broker import (
     Broker,
     Fill,
     Order,
     OrderKind,
-    PaperBroker,
+    build_broker,
     client_order_id,
 )
 from backend.execution.feeds import BAR, Bar, LivePollingFeed
@@ -101,6 +99,13 @@ class Decision:
     fills: tuple[Fill, ...]
     equity: float
     trips: tuple[GuardTrip, ...] = ()
+    next_target: float | None = None
+    """Position the decision aims for at the next open (after deadband and guards);
+    ``None`` when no decision was possible."""
+    equity_after: float | None = None
+    """Equity at this bar's close after its fills (the MOC flatten included)."""
+    position_after: float | None = None
+    """Position (fraction of equity) at this bar's close after its fills."""
 
 
 def policy_from_bundle(bundle: Any) -> Policy:
@@ -113,16 +118,6 @@ def policy_from_bundle(bundle: Any) -> Policy:
     return act
 
 
-def action_to_target(action: float, env_config: EnvConfig) -> float:
-    """The env's action -> target map (clip, ``long_only`` affine map, ``max_position``)."""
-    if not math.isfinite(action):
-        raise ValueError(f"action: must be finite, got {action}")
-    a = min(max(action, -1.0), 1.0)
-    if env_config.long_only:
-        a = 0.5 * (a + 1.0)
-    return a * env_config.max_position
-
-
 class LiveTrader:
     """Decide once per closed bar; see the module docstring.
 
@@ -133,7 +128,8 @@ class LiveTrader:
         env_config: The bundle's env config (layout, costs, deadband, long_only).
         policy: Observation -> action.
         store: State file.
-        broker: Defaults to a :class:`PaperBroker` on ``store`` with the env's costs.
+        broker: Defaults to the configured broker (``config.broker``, the paper one by
+            default) on ``store`` with the env's costs.
         supervisor: Defaults to a :class:`SupervisorClient` from the config.
         fault_hook: Tests only.
     """
@@ -156,11 +152,13 @@ class LiveTrader:
         self.env_config = env_config
         self.policy = policy
         self.store = store
-        self.broker: Broker = broker or PaperBroker(
+        self.broker: Broker = broker or build_broker(
+            config.broker,
             store,
             cost_bps=env_config.cost_bps,
             slippage_bps=env_config.slippage_bps,
             initial_cash=config.initial_cash,
+            accounting=config.accounting,
         )
         self.supervisor = supervisor or SupervisorClient(
             config.supervisor.url, store, config.supervisor.deadline_s
@@ -242,9 +240,21 @@ class LiveTrader:
         return day, slot, bars
 
     def _account(self, price: float) -> tuple[float, float, float, float]:
-        """``(cash, shares, equity, position fraction)`` marked at ``price``."""
+        """``(cash, shares, equity, position fraction)`` marked at ``price``.
+
+        With ``backtest`` accounting the book's constant weight is the position and its
+        equity is revalued at ``price`` (nothing is written).
+        """
         cash = self.broker.cash()
         qty = self.broker.position(self.symbol)
+        book = self.broker.book_weight(self.symbol)
+        if book is not None:
+            equity, weight = book
+            state = self.store.get(f"paper_book:{self.symbol}") or {}
+            marked_at = state.get("price")
+            if marked_at:
+                equity *= 1.0 + weight * (price / float(marked_at) - 1.0)
+            return cash, qty, equity, weight if qty != 0 else 0.0
         equity = cash + qty * price
         position = qty * price / equity if equity > 0 else 0.0
         return cash, qty, equity, position
@@ -333,6 +343,7 @@ class LiveTrader:
         if new_session:
             self._day_start_equity = self._account(bar.open)[2]
             self._session = session
+        self.broker.mark(self.symbol, bar.close)
         cash, qty, equity, position = self._account(bar.close)
         self._peak_equity = max(self._peak_equity, equity)
 
@@ -351,14 +362,10 @@ class LiveTrader:
 
         is_last = bar_in == bars_in - 1
         flatten_close = is_last and self.config.flatten_at_close
-        target = self._target(mode, position, bars_in, bar_in, qty)
-        if flatten_close and (target is not None or qty != 0):
-            target = 0.0
         order = None
-        if target is not None:
-            order = self._maybe_order(
-                key, now, mode, target, position, qty, equity, bar.close, flatten_close
-            )
+        if flatten_close and qty != 0:
+            # Market-on-close flatten of what was held during the session's last bar...
+            order = self._maybe_order(key, now, mode, 0.0, position, qty, equity, bar.close, True)
             if order is not None and order.status == "pending" and order.kind == "moc":
                 with self.store.transaction():
                     qty_now = self.broker.position(self.symbol)
@@ -366,6 +373,23 @@ class LiveTrader:
                     self._book_entry(qty_now, moc)
                     self.store.set(ENTRY_KEY, self._entry_equity)
                 fills += moc
+            cash, qty, equity, position = self._account(bar.close)
+        # ... then, like the env, the decision at this close (flat after an MOC flatten):
+        # its order fills at the next bar's open, the next session's first bar included.
+        next_target = None
+        if flatten_close and not self.config.decide_at_last_close:
+            target: float | None = 0.0  # flat overnight; the first order waits for the open bar
+            next_target = 0.0
+        else:
+            target = self._target(mode, position, bars_in, bar_in, qty)
+        if target is not None and next_target is None:
+            target = apply_deadband(target, position, self.env_config.deadband)
+            next_target = target
+            placed = self._maybe_order(
+                key, now, mode, target, position, qty, equity, bar.close, False
+            )
+            order = placed if placed is not None else order
+        if order is not None:
             level = self.controller.effective(manual_halt=manual_halt, guard_trips=[])
             self._note_level(key, level)
             mode = MODE_OF_LEVEL[level]
@@ -398,13 +422,24 @@ class LiveTrader:
             },
         )
         return Decision(
-            key, mode, level, position, target, order, tuple(fills), equity, tuple(trips)
+            key,
+            mode,
+            level,
+            position,
+            target,
+            order,
+            tuple(fills),
+            equity,
+            tuple(trips),
+            next_target=next_target,
+            equity_after=equity_after,
+            position_after=position_after,
         )
 
     def _target(
         self, mode: Mode, position: float, bars_in: int, bar_in: int, qty: float
     ) -> float | None:
-        """The target position for this bar, before the close-flatten rule."""
+        """The target position decided at this bar's close (before the deadband)."""
         if mode == Mode.HALTED:
             return 0.0
         if not self.builder.ready:
@@ -442,12 +477,13 @@ class LiveTrader:
         flatten_close: bool,
     ) -> Order | None:
         """Submit the order moving ``position`` to ``target`` if it is worth trading."""
-        target = round(target, 6)
+        # The deadband is applied by the caller (apply_deadband, as in the env); an MOC
+        # flatten always trades. The exact target is kept: the id rounds it itself.
         delta = abs(target - position)
         flatten = target == 0.0
         if flatten and qty == 0:
             return None
-        if not flatten and delta < max(self.env_config.deadband, 1e-9):
+        if not flatten and delta < 1e-12:
             return None
         if mode == Mode.HALTED and not flatten:
             raise AssertionError("no order but a flatten may be placed while halted")
@@ -461,7 +497,7 @@ class LiveTrader:
                     return None
         shares = -qty if flatten else target * equity / price - qty
         kind: OrderKind = "moc" if flatten_close else "market"
-        cid = client_order_id(self.symbol, key, target)
+        cid = client_order_id(self.symbol, key, target, kind)
         order = self.broker.submit(Order(cid, self.symbol, key, target, shares, kind))
         if order.duplicate:
             self._event(key, "duplicate_order", f"{cid} already submitted; not placed again")
@@ -541,86 +577,16 @@ class LiveTrader:
             stop.wait(poll_interval_s)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """CLI of the trader process."""
-    parser = argparse.ArgumentParser(
-        prog="python -m backend.execution.live_trader", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--bundle", required=True, help="model bundle directory")
-    parser.add_argument("--config", required=True, help="live config YAML")
-    parser.add_argument("--log-level", default="INFO")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the trader process: load bundle and config, start the API, run the feed."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    from backend.execution.feeds import ReplayFeed
-    from backend.models.model_manager import load_bundle
+    """Thin shim for ``python -m backend.execution.live_trader`` (see ``api.live_service``).
 
-    config = load_live_config(args.config)
-    bundle = load_bundle(args.bundle)
-    store = StateStore(config.state_db)
-    trader = LiveTrader.from_bundle(bundle, config, store)
-    server = None
-    if config.api_port:
-        server = _start_api(config, store)
-    feed_cfg = config.feed
-    use_vix = bundle.feature_config.use_vix
-    try:
-        if feed_cfg.kind == "live":
-            from backend.data_download.downloader import YFinanceSource
+    The process start-up lives in the API layer; it is imported by name here so that
+    this domain module does not depend on the layer that starts it.
+    """
+    import importlib
 
-            feed = LivePollingFeed(YFinanceSource(), config.symbol, include_vix=use_vix)
-            trader.run_live(feed, poll_interval_s=feed_cfg.poll_interval_s, stop=threading.Event())
-        else:
-            if feed_cfg.kind == "replay":
-                replay = ReplayFeed.from_store(
-                    config.symbol,
-                    feed_cfg.data_dir,
-                    feed_cfg.start,
-                    feed_cfg.end,
-                    include_vix=use_vix,
-                    speed=feed_cfg.speed,
-                )
-            else:
-                replay = ReplayFeed.from_synthetic(
-                    config.symbol,
-                    start=feed_cfg.start or "2024-10-01",
-                    n_sessions=feed_cfg.n_sessions,
-                    seed=feed_cfg.seed,
-                    include_vix=use_vix,
-                    speed=feed_cfg.speed,
-                )
-            decisions = trader.run_replay(replay)
-            status = store.get(STATUS_KEY) or {}
-            logger.info("replay done: %d decisions, status %s", len(decisions), status)
-    except KeyboardInterrupt:
-        logger.info("stopped")
-    finally:
-        trader.supervisor.close()
-        if server is not None:
-            server.should_exit = True
-            time.sleep(0.2)
-    return 0
-
-
-def _start_api(config: LiveConfig, store: StateStore) -> Any:
-    """Serve :mod:`backend.api.live_routes` in a daemon thread."""
-    import uvicorn
-
-    from backend.api.live_routes import create_app
-
-    token = os.environ.get(config.api_token_env)
-    app = create_app(store, token=token)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning")
-    )
-    threading.Thread(target=server.run, daemon=True, name="live-api").start()
-    return server
+    app = importlib.import_module("backend.api.live_service")
+    return int(app.main(argv))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ same observation layout (flat or a ``T``-bar window). A bundle keeps all of it t
         model.zip                                 SB3 model (YoopSAC.save)
         encoder_state_dict.pt                     actor's (and critic's) features extractor
         normalizer_<SYMBOL>_<AGENT>.json          FeatureNormalizer (fit range only)
-        config.yaml                               training, env, features, encoder
+        config.yaml                               the ExperimentConfig (model_dump), which
+                                                  the trainer and the main job read back
         metadata.json                             format version, observation spec, feature
                                                   names, data range + hash, provenance,
                                                   metrics, sha256 of every other file
@@ -32,7 +33,6 @@ instead of a shape error deep in torch (or, worse, silently permuted features).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -41,25 +41,34 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch as th
 import yaml
 from gymnasium import spaces
+from pydantic import ValidationError
 
-from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig, TrainingSettings, config_from_dict
+from backend.data_download.feature_config import FeatureConfig
 from backend.data_download.intraday_features import feature_names as config_feature_names
 from backend.data_download.market_arrays import MarketArrays
 from backend.data_download.normalizer import FeatureNormalizer, normalizer_filename
+from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
-from backend.models.feature_extractors import uses_sequence_observation
+from backend.environments.rewards import RewardConfigBase, reward_config_union
+from backend.models.feature_extractors import (
+    EncoderConfigBase,
+    encoder_config_union,
+    uses_sequence_observation,
+)
 from backend.models.sac import YoopSAC
+from backend.utils.config_model import ConfigModel, format_validation_error
 from backend.utils.provenance import collect_provenance
 
 __all__ = [
     "ACCOUNT_DIM",
+    "BundleConfig",
+    "BundleSections",
     "BUNDLE_FORMAT_VERSION",
     "CONFIG_FILE",
     "DEFAULT_AGENT",
@@ -99,6 +108,66 @@ _RESERVED_METADATA = (
     "provenance",
 )
 """Keys :func:`save_bundle` fills itself (``agent``/``symbols``/``provenance`` may be given)."""
+
+
+class BundleConfig(Protocol):
+    """What a bundle needs of the experiment it records.
+
+    :class:`backend.config.experiment.ExperimentConfig` is one; the bundle module does not
+    import it (the experiment schema sits above the models layer).
+    """
+
+    @property
+    def env(self) -> EnvConfig:
+        """The env of training, observation layout derived."""
+        ...
+
+    @property
+    def features(self) -> FeatureConfig:
+        """The features the normalizer was fitted on."""
+        ...
+
+    @property
+    def encoder(self) -> EncoderConfigBase:
+        """The encoder the model was built with."""
+        ...
+
+    @property
+    def reward(self) -> RewardConfigBase:
+        """The reward the model was trained on."""
+        ...
+
+    def to_yaml(self) -> str:
+        """The whole experiment as YAML (``config.yaml``)."""
+        ...
+
+
+if TYPE_CHECKING:
+    _EncoderSection = EncoderConfigBase
+    _RewardSection = RewardConfigBase
+else:
+    _EncoderSection = encoder_config_union()
+    _RewardSection = reward_config_union()
+
+
+class BundleSections(ConfigModel):
+    """The sections of a bundle's ``config.yaml`` that feeding the model depends on.
+
+    Validated with the same section models as the experiment; the other sections
+    (``training``, ``walk_forward``, ``data``, ...) are kept in :attr:`ModelBundle.config_data`
+    and read by ``backend.config.experiment.load_experiment`` when the bundle is trained again.
+    """
+
+    model_config = {**ConfigModel.model_config, "extra": "ignore"}
+
+    env: EnvConfig
+    """The env config of training (observation layout, costs)."""
+    features: FeatureConfig
+    """Which features were computed, with which parameters."""
+    encoder: _EncoderSection
+    """The encoder the model was built with."""
+    reward: _RewardSection
+    """The reward the model was trained on."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,16 +282,34 @@ class ModelBundle:
     """The trained model (on the device given to :func:`load_bundle`)."""
     normalizer: FeatureNormalizer
     """The normalizer fitted on the training range; transform raw features with it."""
-    settings: TrainingSettings
-    """How the model was trained (encoder, SAC hyper-parameters, seed)."""
-    env_config: EnvConfig
-    """The env config of training (observation layout, costs, reward)."""
-    feature_config: FeatureConfig
-    """Which features were computed, with which parameters."""
+    sections: BundleSections
+    """The env, features, encoder and reward of ``config.yaml``, validated."""
+    config_data: dict[str, Any] = field(default_factory=dict)
+    """The whole ``config.yaml`` (an experiment: ``load_experiment`` reads it back)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """The parsed ``metadata.json``."""
     path: Path | None = None
     """Where the bundle was loaded from (for error messages)."""
+
+    @property
+    def env_config(self) -> EnvConfig:
+        """The env config of training (observation layout, costs)."""
+        return self.sections.env
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """Which features were computed, with which parameters."""
+        return self.sections.features
+
+    @property
+    def encoder_config(self) -> EncoderConfigBase:
+        """The encoder the model was trained with."""
+        return self.sections.encoder
+
+    @property
+    def reward_config(self) -> RewardConfigBase:
+        """The reward the model was trained on."""
+        return self.sections.reward
 
     @property
     def feature_names(self) -> list[str]:
@@ -291,9 +378,9 @@ class ModelBundle:
             ValueError: if the arrays' features or the resulting layout differ from the
                 model's (see :meth:`check_compatible`).
         """
-        config = dataclasses.replace(self.env_config, **env_overrides)
+        config = self.env_config.replace(**env_overrides)
         self.check_compatible(feature_names=arrays.feature_names, env_config=config)
-        env = IntradayTradingEnv(arrays, config, bar_range)
+        env = IntradayTradingEnv(arrays, config, bar_range, reward=self.reward_config)
         self.check_compatible(env.observation_space)
         return env
 
@@ -331,14 +418,14 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _encoder_state(model: YoopSAC, settings: TrainingSettings) -> dict[str, Any]:
+def _encoder_state(model: YoopSAC, encoder: EncoderConfigBase) -> dict[str, Any]:
     """The features extractors' weights (on CPU) with what is needed to rebuild them."""
     policy = model.policy
     shared = bool(policy.share_features_extractor)
     state: dict[str, Any] = {
         "format_version": BUNDLE_FORMAT_VERSION,
-        "encoder_mode": settings.encoder_mode,
-        "encoder_config": settings.encoder_config().to_dict(),
+        "encoder_mode": encoder.name,
+        "encoder_config": encoder.to_dict(),
         "shared": shared,
         "actor": {
             k: v.detach().cpu() for k, v in policy.actor.features_extractor.state_dict().items()
@@ -366,20 +453,6 @@ def load_encoder_state(path: str | Path) -> dict[str, Any]:
     return th.load(source, map_location="cpu", weights_only=True)
 
 
-def _config_document(
-    settings: TrainingSettings, env_config: EnvConfig, feature_config: FeatureConfig
-) -> dict[str, Any]:
-    return {
-        "training": settings.to_dict(),
-        "env": env_config.to_dict(),
-        "features": feature_config.to_dict(),
-        "encoder": {
-            "mode": settings.encoder_mode,
-            "config": settings.encoder_config().to_dict(),
-        },
-    }
-
-
 def _symbols_of(metadata: Mapping[str, Any]) -> list[str]:
     symbols = metadata.get("symbols", metadata.get("symbol"))
     if isinstance(symbols, str):
@@ -399,18 +472,18 @@ def _symbols_of(metadata: Mapping[str, Any]) -> list[str]:
 def _check_consistent(
     model: YoopSAC,
     normalizer: FeatureNormalizer,
-    settings: TrainingSettings,
-    env_config: EnvConfig,
-    feature_config: FeatureConfig,
+    config: BundleConfig,
 ) -> dict[str, Any]:
     """Refuse to write a bundle whose parts disagree; return its observation spec."""
+    env_config, feature_config = config.env, config.features
+    encoder_mode = config.encoder.name
     if not normalizer.is_fitted:
         raise ValueError("normalizer is not fitted; a bundle needs the fitted normalizer")
     problems = _name_differences(config_feature_names(feature_config), normalizer.feature_names)
     problems = [f"feature_config vs normalizer: {p}" for p in problems]
-    if uses_sequence_observation(settings.encoder_mode) != env_config.use_sequence_encoder:
+    if uses_sequence_observation(encoder_mode) != env_config.use_sequence_encoder:
         problems.append(
-            f"encoder_mode {settings.encoder_mode!r} needs use_sequence_encoder="
+            f"encoder_mode {encoder_mode!r} needs use_sequence_encoder="
             f"{not env_config.use_sequence_encoder}, env_config has "
             f"{env_config.use_sequence_encoder}"
         )
@@ -465,9 +538,7 @@ def save_bundle(
     model: YoopSAC,
     normalizer: FeatureNormalizer,
     *,
-    settings: TrainingSettings,
-    env_config: EnvConfig,
-    feature_config: FeatureConfig,
+    config: BundleConfig,
     metadata: Mapping[str, Any],
     extra_files: Mapping[str, str | bytes] | None = None,
 ) -> Path:
@@ -478,10 +549,9 @@ def save_bundle(
             non-empty directory that is not a bundle is refused.
         model: The trained model.
         normalizer: Its fitted normalizer.
-        settings: The training settings (encoder, seed, ...).
-        env_config: The env config of training, observation layout resolved (as
-            ``TrainResult.env_config``).
-        feature_config: The features the normalizer was fitted on.
+        config: The experiment the model was trained with (``TrainResult.config``); its
+            features must be those the normalizer was fitted on, its env the layout the
+            model observes. Written as ``config.yaml`` (``model_dump(mode="json")``).
         metadata: Run information saved into ``metadata.json``. Must name
             ``symbols`` (or ``symbol``); may give ``agent`` (default
             :data:`DEFAULT_AGENT`) and ``provenance`` (default
@@ -511,7 +581,7 @@ def save_bundle(
     )
     if reserved:
         raise ValueError(f"metadata keys {reserved} are filled by save_bundle; do not pass them")
-    spec = _check_consistent(model, normalizer, settings, env_config, feature_config)
+    spec = _check_consistent(model, normalizer, config)
     norm_file = normalizer_filename("-".join(symbols), agent)
     fixed = {MODEL_FILE, ENCODER_FILE, CONFIG_FILE, METADATA_FILE, norm_file}
     extras = dict(extra_files or {})
@@ -524,14 +594,9 @@ def save_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         model.save(tmp / MODEL_FILE)
-        th.save(_encoder_state(model, settings), tmp / ENCODER_FILE)
+        th.save(_encoder_state(model, config.encoder), tmp / ENCODER_FILE)
         normalizer.save(tmp / norm_file)
-        config_text = yaml.safe_dump(
-            _config_document(settings, env_config, feature_config),
-            sort_keys=False,
-            default_flow_style=None,
-        )
-        _write_text(tmp / CONFIG_FILE, config_text)
+        _write_text(tmp / CONFIG_FILE, config.to_yaml())
         for name, content in extras.items():
             if isinstance(content, bytes):
                 (tmp / name).write_bytes(content)
@@ -542,7 +607,7 @@ def save_bundle(
             "format_version": BUNDLE_FORMAT_VERSION,
             "agent": agent,
             "symbols": symbols,
-            "encoder_mode": settings.encoder_mode,
+            "encoder_mode": config.encoder.name,
             "feature_names": list(normalizer.feature_names),
             "observation": spec,
             "normalizer_file": norm_file,
@@ -654,21 +719,24 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
                 f"got {actual}"
             )
 
-    config = yaml.safe_load((root / CONFIG_FILE).read_text(encoding="utf-8"))
     try:
-        settings = config_from_dict(TrainingSettings, config["training"])
-        env_config = EnvConfig.from_dict(config["env"])
-        feature_config = config_from_dict(FeatureConfig, config["features"])
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"bundle {root}: {CONFIG_FILE} is malformed: {exc!r}") from exc
+        config_data = yaml.safe_load((root / CONFIG_FILE).read_text(encoding="utf-8"))
+        sections = BundleSections.model_validate(config_data)
+    except (yaml.YAMLError, ValidationError) as exc:
+        detail = (
+            format_validation_error(exc, model=BundleSections)
+            if isinstance(exc, ValidationError)
+            else " ".join(str(exc).split())
+        )
+        raise ValueError(f"bundle {root}: {CONFIG_FILE} is malformed: {detail}") from None
+    feature_config = sections.features
     normalizer = FeatureNormalizer.load(root / norm_file)
     model = YoopSAC.load(root / MODEL_FILE, device=device)
     bundle = ModelBundle(
         model=model,
         normalizer=normalizer,
-        settings=settings,
-        env_config=env_config,
-        feature_config=feature_config,
+        sections=sections,
+        config_data=dict(config_data),
         metadata=metadata,
         path=root,
     )
@@ -679,6 +747,6 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
     bundle.check_compatible(
         model.observation_space,
         feature_names=metadata["feature_names"],
-        env_config=env_config,
+        env_config=sections.env,
     )
     return bundle

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch as th
@@ -45,7 +45,9 @@ from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, SACPolicy
 from torch import nn
 from torch.nn import functional as F
 
-from backend.config.training_config import SharedEncoderLoss
+SharedEncoderLoss = Literal["critic", "actor"]
+"""Which loss trains a shared encoder: ``critic`` (SAC-AE/DrQ) or ``actor`` (SB3's default)."""
+
 
 _Samples = ReplayBufferSamples | DictReplayBufferSamples
 

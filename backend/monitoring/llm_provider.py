@@ -38,8 +38,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.config.supervisor_config import LLMConfig
-from backend.data_download.sentiment_service import ScoredItem
 from backend.monitoring.risk_levels import ProviderResult, RiskLevel, Verdict
+from backend.monitoring.sentiment_service import ScoredItem
 
 logger = logging.getLogger(__name__)
 

@@ -21,14 +21,14 @@ Decision pipeline (one poll):
 5. Manual override on top: a level with who/why and an optional expiry; a manual Halt is
    an override to Halt. Every decision and manual action is one audit row.
 
-Run as a service: ``python -m backend.monitoring.llm_supervisor --config FILE``.
+Run as a service: ``python -m backend.monitoring.service --config FILE`` (or the
+historical ``python -m backend.monitoring.llm_supervisor --config FILE``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import dataclasses
+import copy
 import logging
 import threading
 import time
@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from backend.config.supervisor_config import SupervisorConfig, load_supervisor_config
-from backend.data_download.sentiment_service import ScoredItem, score_items
+from backend.config.supervisor_config import SupervisorConfig
 from backend.monitoring import news_sources
 from backend.monitoring.audit_log import AuditLog, AuditRecord, inputs_digest
-from backend.monitoring.llm_provider import OpenAICompatibleProvider
 from backend.monitoring.risk_levels import ProviderResult, RiskLevel, RiskProvider, Verdict
 from backend.monitoring.rule_classifier import RuleClassifier
+from backend.monitoring.sentiment_service import ScoredItem, score_items
+from backend.utils.text_sanitize import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,14 @@ class SupervisorStatus:
     sources: tuple[str, ...]
     provider: str
     manual_override: ManualOverride | None = None
+    audit_error: str | None = None
+    """Why the audit trail last failed to take a row (``None`` while it works)."""
+    audit_failures: int = 0
+    """Audit rows that could not be written since the trail last worked."""
+
+
+class AuditUnavailableError(RuntimeError):
+    """A change that would lower the level was refused: its audit row cannot be written."""
 
 
 def merge_verdicts(rule: Verdict, llm: Verdict | None) -> Verdict:
@@ -141,15 +149,29 @@ class Supervisor:
         self.llm = llm
         self._clock = clock
         self._lock = threading.RLock()
-        last = audit.last()
         now = clock()
-        if last is None:
+        self._audit_error: str | None = None
+        self._audit_failures = 0
+        self._audit_failed_since: str | None = None
+        # The more restrictive of the database's and the mirror's last row: a row SQLite
+        # refused is still in the mirror, so a restart never boots below it.
+        persisted_rows = [r for r in (audit.last(), audit.last_mirrored()) if r is not None]
+        persisted: RiskLevel | None = None
+        when = ""
+        for row in persisted_rows:
+            try:
+                lvl = RiskLevel.from_wire(str(row["level"]))
+            except ValueError:
+                continue
+            if persisted is None or lvl > persisted:
+                persisted, when = lvl, str(row.get("decided_at", ""))
+        if persisted is None:
             level, reason = RiskLevel.CAUTION, "boot: no persisted level, starting at Caution"
         else:
-            persisted = RiskLevel.from_wire(last["level"])
             level = max(persisted, RiskLevel.CAUTION)
-            reason = f"boot: last persisted level {persisted.wire} ({last['decided_at']})"
+            reason = f"boot: last persisted level {persisted.wire} ({when})"
         self._state = _State(level=level, reason=reason, decided_at=now)
+        self._in_commit = False
         logger.info("supervisor booted at %s: %s", level.wire, reason)
 
     # ----------------------------------------------------------------- reading
@@ -168,6 +190,10 @@ class Supervisor:
             if stale and level < RiskLevel.CAUTION:
                 level = RiskLevel.CAUTION
                 reason = f"stale: no decision since {st.decided_at.isoformat()}; {reason}"
+            if self._audit_error is not None and level < RiskLevel.CAUTION:
+                # Decisions that cannot be audited may not keep the trader at OK.
+                level = RiskLevel.CAUTION
+                reason = f"audit failing ({self._audit_failures} row(s) lost); {reason}"
             return SupervisorStatus(
                 level=level,
                 reason=reason,
@@ -176,24 +202,42 @@ class Supervisor:
                 sources=st.sources,
                 provider=st.provider,
                 manual_override=st.override,
+                audit_error=self._audit_error,
+                audit_failures=self._audit_failures,
             )
 
     # ---------------------------------------------------------------- deciding
 
     async def poll_once(self) -> SupervisorStatus:
-        """Collect the configured inputs, score them and decide."""
+        """Collect the configured inputs, score them and decide.
+
+        Reading and scoring run in worker threads within the configured budget (bytes,
+        items, seconds), so the API on the same event loop keeps answering meanwhile.
+        """
         cfg = self.config
         now = self._clock()
-        raw, errors = await news_sources.collect(cfg.news_paths, cfg.feed_urls, cfg.feed_timeout_s)
-        items = score_items(raw, now, timedelta(seconds=cfg.lookback_s))
+        budget = news_sources.ReadBudget(
+            max_bytes=cfg.max_poll_bytes,
+            max_items=cfg.max_poll_items,
+            max_seconds=cfg.max_poll_seconds,
+        )
+        raw, errors = await news_sources.collect(
+            cfg.news_paths, cfg.feed_urls, cfg.feed_timeout_s, budget=budget
+        )
+        items = await asyncio.to_thread(score_items, raw, now, timedelta(seconds=cfg.lookback_s))
         return await self.decide(items, input_errors=errors)
 
     async def decide(
         self, items: Sequence[ScoredItem], *, input_errors: Sequence[str] = ()
     ) -> SupervisorStatus:
-        """Classify ``items`` (rules + optional LLM), apply the state machine, audit it."""
+        """Classify ``items`` (rules + optional LLM), apply the state machine, audit it.
+
+        The new level and its audit row are one unit (:meth:`_commit`): if the row cannot
+        be written, a decision that would lower the level is dropped, one that raises it
+        stands, and the failure shows in :meth:`status`.
+        """
         t0 = time.monotonic()
-        rule_verdict = self.rules.classify(items)
+        rule_verdict = await asyncio.to_thread(self.rules.classify, items)
         result: ProviderResult | None = None
         llm_verdict: Verdict | None = None
         if self.llm is not None:
@@ -203,39 +247,129 @@ class Supervisor:
                 # Drivers are model output: keep only real input titles in the status.
                 v = result.verdict
                 llm_verdict = Verdict(
-                    v.level, v.reason, tuple(d for d in v.drivers if d in titles), v.provider
+                    v.level,
+                    clean_text(v.reason, 1000),
+                    tuple(d for d in v.drivers if d in titles),
+                    v.provider,
                 )
         merged = merge_verdicts(rule_verdict, llm_verdict)
         provider = merged.provider
         if self.llm is not None and llm_verdict is None:
             provider = f"rules ({self.llm.name} failed)"
+        digest = inputs_digest([s.item.to_json() for s in items])
+        errors = [*input_errors, *([result.error] if result and result.error else [])]
         now = self._clock()
         latency_ms = (time.monotonic() - t0) * 1000.0
-        with self._lock:
+
+        def record() -> AuditRecord:
+            st = self._state
+            return AuditRecord(
+                decided_at=now.isoformat(),
+                kind="decision",
+                inputs_digest=digest,
+                n_items=len(items),
+                provider=provider,
+                raw_answer=result.raw if result else "",
+                rule_level=rule_verdict.level.wire,
+                llm_level=llm_verdict.level.wire if llm_verdict else None,
+                verdict_level=merged.level.wire,
+                level=self._effective_level_locked().wire,
+                reason=st.reason,
+                sources=st.sources,
+                latency_ms=latency_ms,
+                error="; ".join(errors) or None,
+                override=st.override.to_json() if st.override else None,
+            )
+
+        def change() -> None:
             self.apply_verdict(merged, now, provider)
             self._expire_override(now)
-            st = self._state
-            errors = [*input_errors, *([result.error] if result and result.error else [])]
-            self.audit.append(
-                AuditRecord(
-                    decided_at=now.isoformat(),
-                    kind="decision",
-                    inputs_digest=inputs_digest([s.item.to_json() for s in items]),
-                    n_items=len(items),
-                    provider=provider,
-                    raw_answer=result.raw if result else "",
-                    rule_level=rule_verdict.level.wire,
-                    llm_level=llm_verdict.level.wire if llm_verdict else None,
-                    verdict_level=merged.level.wire,
-                    level=self._effective_level_locked().wire,
-                    reason=st.reason,
-                    sources=st.sources,
-                    latency_ms=latency_ms,
-                    error="; ".join(errors) or None,
-                    override=st.override.to_json() if st.override else None,
-                )
-            )
+
+        # The database write (with fsync) runs off the event loop too.
+        await asyncio.to_thread(self._commit, now, change, record, refuse_lower=False)
         return self.status(now)
+
+    def _commit(
+        self,
+        now: datetime,
+        change: Callable[[], None],
+        record: Callable[[], AuditRecord],
+        *,
+        refuse_lower: bool,
+    ) -> bool:
+        """Apply ``change`` and write its audit row as one unit; returns whether it stands.
+
+        If the row cannot be written, a change that lowers the effective level is undone
+        (``refuse_lower`` then raises :class:`AuditUnavailableError`); a change that keeps
+        or raises it stands. Either way the failure is counted, logged, shown in
+        :meth:`status`, and written as an ``audit_failure`` row once the trail works again.
+        """
+        with self._lock:
+            before = copy.deepcopy(self._state)
+            level_before = self._effective_level_locked()
+            self._in_commit = True
+            try:
+                change()
+            finally:
+                self._in_commit = False
+            try:
+                self._flush_audit_failure(now)
+                self.audit.append(record())
+                return True
+            except Exception as exc:  # noqa: BLE001 - any audit failure takes this path
+                error = clean_text(f"{type(exc).__name__}: {exc}", 500)
+                self._audit_failures += 1
+                self._audit_error = error
+                self._audit_failed_since = self._audit_failed_since or now.isoformat()
+                lowered = self._effective_level_locked() < level_before
+                logger.error(
+                    "audit row not written (%d since %s): %s%s",
+                    self._audit_failures,
+                    self._audit_failed_since,
+                    error,
+                    "; change that lowered the level undone" if lowered else "",
+                )
+                if lowered:
+                    self._state = before
+                    if refuse_lower:
+                        raise AuditUnavailableError(
+                            f"refused: lowering the level needs its audit row, which cannot "
+                            f"be written ({error})"
+                        ) from exc
+                    return False
+                return True
+
+    def _flush_audit_failure(self, now: datetime) -> None:
+        """Write the pending ``audit_failure`` row (if any) before the next row."""
+        if self._audit_error is None:
+            return
+        st = self._state
+        self.audit.append(
+            AuditRecord(
+                decided_at=now.isoformat(),
+                kind="audit_failure",
+                inputs_digest=inputs_digest([]),
+                n_items=0,
+                provider="audit",
+                raw_answer="",
+                rule_level=None,
+                llm_level=None,
+                verdict_level=None,
+                level=self._effective_level_locked().wire,
+                reason=(
+                    f"{self._audit_failures} audit row(s) could not be written since "
+                    f"{self._audit_failed_since}"
+                ),
+                sources=(),
+                latency_ms=0.0,
+                error=self._audit_error,
+                override=st.override.to_json() if st.override else None,
+            )
+        )
+        logger.warning("audit trail works again after %d lost row(s)", self._audit_failures)
+        self._audit_error = None
+        self._audit_failures = 0
+        self._audit_failed_since = None
 
     async def _assess_guarded(
         self, provider: RiskProvider, items: Sequence[ScoredItem]
@@ -310,65 +444,95 @@ class Supervisor:
 
         The level goes back to the computed level if that is below Halt, else to Caution;
         the next poll escalates again at once if the rules still say Halt.
+
+        Raises:
+            AuditUnavailableError: The audit row cannot be written, and resuming would
+                lower the level without one.
         """
+        who, why = clean_text(who, 200), clean_text(why, 2000)
         now = self._clock()
-        with self._lock:
+        info: dict[str, Any] = {}
+
+        def change() -> None:
             st = self._state
             computed = st.last_verdict.level if st.last_verdict else RiskLevel.CAUTION
-            previous = st.override.to_json() if st.override else None
+            info["cleared"] = st.override.to_json() if st.override else None
             st.override = None
             if st.level == RiskLevel.HALT:
                 st.level = computed if computed < RiskLevel.HALT else RiskLevel.CAUTION
             st.pending_lower.clear()
             st.reason = f"resumed by {who}: {why}"
-            self._audit_manual(
-                now, "resume", {"who": who, "why": why, "cleared": previous}, st.reason
+
+        def record() -> AuditRecord:
+            return self._manual_record(
+                now,
+                "resume",
+                {"who": who, "why": why, "cleared": info["cleared"]},
+                self._state.reason,
             )
+
+        self._commit(now, change, record, refuse_lower=True)
         return self.status(now)
 
     def _set_override(
         self, level: RiskLevel, who: str, why: str, expires_at: datetime | None, kind: str
     ) -> SupervisorStatus:
+        who, why = clean_text(who, 200), clean_text(why, 2000)
         now = self._clock()
         if expires_at is not None and expires_at <= now:
             raise ValueError("expires_at must be in the future")
-        with self._lock:
-            ov = ManualOverride(level, who, why, now, expires_at)
+        ov = ManualOverride(level, who, why, now, expires_at)
+
+        def change() -> None:
             self._state.override = ov
-            self._audit_manual(now, kind, ov.to_json(), f"manual {kind} by {who}: {why}")
+
+        def record() -> AuditRecord:
+            return self._manual_record(now, kind, ov.to_json(), f"manual {kind} by {who}: {why}")
+
+        self._commit(now, change, record, refuse_lower=True)
         return self.status(now)
 
     def _expire_override(self, now: datetime) -> None:
         st = self._state
-        if st.override is not None and not st.override.active(now):
-            lapsed = st.override.to_json()
-            st.override = None
-            self._audit_manual(now, "expire", lapsed, f"override by {lapsed['who']} expired")
+        if st.override is None or st.override.active(now):
+            return
+        lapsed = st.override.to_json()
+
+        def change() -> None:
+            self._state.override = None
+
+        def record() -> AuditRecord:
+            return self._manual_record(
+                now, "expire", lapsed, f"override by {lapsed['who']} expired"
+            )
+
+        if self._in_commit:
+            change()  # part of the enclosing unit; its row records the result
+            return
+        self._commit(now, change, record, refuse_lower=False)
 
     def _effective_level_locked(self) -> RiskLevel:
         st = self._state
         return st.override.level if st.override else st.level
 
-    def _audit_manual(
+    def _manual_record(
         self, now: datetime, kind: str, override: dict[str, Any], reason: str
-    ) -> None:
-        self.audit.append(
-            AuditRecord(
-                decided_at=now.isoformat(),
-                kind=kind,
-                inputs_digest=inputs_digest([]),
-                n_items=0,
-                provider="manual",
-                raw_answer="",
-                rule_level=None,
-                llm_level=None,
-                verdict_level=None,
-                level=self._effective_level_locked().wire,
-                reason=reason,
-                sources=(),
-                latency_ms=0.0,
-                override=override,
-            )
+    ) -> AuditRecord:
+        return AuditRecord(
+            decided_at=now.isoformat(),
+            kind=kind,
+            inputs_digest=inputs_digest([]),
+            n_items=0,
+            provider="manual",
+            raw_answer="",
+            rule_level=None,
+            llm_level=None,
+            verdict_level=None,
+            level=self._effective_level_locked().wire,
+            reason=reason,
+            sources=(),
+            latency_ms=0.0,
+            override=override,
         )
 
 
@@ -397,51 +561,9 @@ async def run_poll_loop(
     return polls
 
 
-def build_supervisor(config: SupervisorConfig) -> Supervisor:
-    """Wire the audit log, rules and (if enabled) the LLM provider from ``config``."""
-    audit = AuditLog(config.audit_db_path, config.audit_jsonl_path)
-    llm = OpenAICompatibleProvider(config.llm) if config.llm.enabled else None
-    return Supervisor(config, audit, llm=llm)
-
-
-async def serve(config: SupervisorConfig) -> None:
-    """Run the API (uvicorn) and the poll loop together until uvicorn is told to stop."""
-    import uvicorn
-
-    from backend.monitoring.routes import create_app
-
-    supervisor = build_supervisor(config)
-    app = create_app(supervisor, config)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port))
-    stop = asyncio.Event()
-    poller = asyncio.create_task(run_poll_loop(supervisor, config.poll_interval_s, stop))
-    try:
-        await server.serve()
-    finally:
-        stop.set()
-        await asyncio.wait_for(poller, timeout=config.llm.deadline_s + config.feed_timeout_s + 5)
-        supervisor.audit.close()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """CLI entry point: ``python -m backend.monitoring.llm_supervisor --config FILE``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="supervisor YAML file")
-    parser.add_argument("--host", help="override the bind address (default from config)")
-    parser.add_argument("--port", type=int, help="override the port (default from config)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = load_supervisor_config(args.config)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, **overrides)
-    try:
-        asyncio.run(serve(config))
-    except KeyboardInterrupt:
-        # uvicorn re-raises the captured SIGINT once it has shut down; `serve` has
-        # already stopped the poll loop and closed the audit log by then.
-        logger.info("supervisor stopped")
-
-
 if __name__ == "__main__":
-    main()
+    # Thin shim: the service start-up lives in backend.monitoring.service (imported by
+    # name so this domain module does not depend on the service layer above it).
+    import importlib
+
+    importlib.import_module("backend.monitoring.service").main()

@@ -13,7 +13,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from backend.data_download.sentiment_service import ScoredItem
+    from backend.monitoring.sentiment_service import ScoredItem
 
 WireLevel = Literal["OK", "Caution", "Halt"]
 """The level as it travels in JSON."""

@@ -24,11 +24,13 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backend.config.supervisor_config import SupervisorConfig
-from backend.monitoring.llm_supervisor import Supervisor, SupervisorStatus
+from backend.monitoring.llm_supervisor import AuditUnavailableError, Supervisor, SupervisorStatus
 from backend.monitoring.risk_levels import RiskLevel
+from backend.utils.body_limit import DEFAULT_MAX_BODY_BYTES, harden_app
+from backend.utils.text_sanitize import clean_text
 
 WireLevelField = Literal["OK", "Caution", "Halt"]
 
@@ -57,6 +59,13 @@ class StatusResponse(BaseModel):
     sources: list[str] = Field(description="Headlines that drove the level.")
     provider: str = Field(description="Classifiers behind the decision, e.g. 'rules+llm:x'.")
     manual_override: OverrideInfo | None = Field(description="Override in force, if any.")
+    audit_ok: bool = Field(
+        default=True, description="False while audit rows cannot be written (level >= Caution)."
+    )
+    audit_error: str | None = Field(
+        default=None, description="Why the audit trail last failed, while it fails."
+    )
+    audit_failures: int = Field(default=0, description="Audit rows lost since it last worked.")
 
     @classmethod
     def from_status(cls, st: SupervisorStatus) -> StatusResponse:
@@ -70,6 +79,9 @@ class StatusResponse(BaseModel):
             sources=list(st.sources),
             provider=st.provider,
             manual_override=OverrideInfo(**ov.to_json()) if ov else None,
+            audit_ok=st.audit_error is None,
+            audit_error=st.audit_error,
+            audit_failures=st.audit_failures,
         )
 
 
@@ -101,15 +113,22 @@ class HistoryResponse(BaseModel):
 
 
 class ResumeRequest(BaseModel):
-    """``POST /supervisor/resume``: who and why are mandatory, they go to the audit trail."""
+    """``POST /supervisor/resume``: who and why are mandatory, they go to the audit trail.
+
+    Unknown fields are refused; text is normalized (``clean_text``) and bounded.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     who: str = Field(min_length=1, max_length=200)
     why: str = Field(min_length=1, max_length=2000)
 
-    @field_validator("who", "why")
+    @field_validator("who", "why", mode="before")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        value = value.strip()
+    def _not_blank(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value  # pydantic reports the wrong type
+        value = clean_text(value)
         if not value:
             raise ValueError("must not be blank")
         return value
@@ -135,7 +154,12 @@ def _aware(dt: datetime | None) -> datetime | None:
         return None
     if dt.tzinfo is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "expires_at needs a timezone")
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "expires_at is out of range"
+        ) from None
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -147,14 +171,24 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def create_app(supervisor: Supervisor, config: SupervisorConfig) -> FastAPI:
-    """Build the API around ``supervisor``; the token is read from the environment now."""
+def create_app(
+    supervisor: Supervisor,
+    config: SupervisorConfig,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """Build the API around ``supervisor``; the token is read from the environment now.
+
+    Request bodies above ``max_body_bytes`` are refused with 413 before parsing
+    (:class:`~backend.utils.body_limit.BodySizeLimit`); every field has a maximum length.
+    """
     token = os.environ.get(config.api_token_env) or None
     app = FastAPI(
         title="YoopRL risk supervisor",
         description="Kill switch of the live trader: risk level OK < Caution < Halt.",
         version="1.0",
     )
+    harden_app(app, max_body_bytes)
 
     def _bearer_ok(request: Request) -> None:
         if token is None:
@@ -205,14 +239,19 @@ def create_app(supervisor: Supervisor, config: SupervisorConfig) -> FastAPI:
         """Manual Halt (until resumed, or until ``expires_at``)."""
         try:
             st = supervisor.manual_halt(body.who, body.why, _aware(body.expires_at))
+        except AuditUnavailableError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
         return StatusResponse.from_status(st)
 
     @app.post("/supervisor/resume", dependencies=control, response_model=StatusResponse)
     def post_resume(body: ResumeRequest) -> StatusResponse:
-        """Clear a Halt (manual or sticky) and any override."""
-        return StatusResponse.from_status(supervisor.resume(body.who, body.why))
+        """Clear a Halt (manual or sticky) and any override (503 while the audit fails)."""
+        try:
+            return StatusResponse.from_status(supervisor.resume(body.who, body.why))
+        except AuditUnavailableError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
 
     @app.post("/supervisor/override", dependencies=control, response_model=StatusResponse)
     def post_override(body: OverrideRequest) -> StatusResponse:
@@ -221,6 +260,8 @@ def create_app(supervisor: Supervisor, config: SupervisorConfig) -> FastAPI:
             st = supervisor.override(
                 RiskLevel.from_wire(body.level), body.who, body.why, _aware(body.expires_at)
             )
+        except AuditUnavailableError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
         return StatusResponse.from_status(st)

@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backend.config.supervisor_config import RuleConfig
-from backend.data_download.sentiment_service import ScoredItem
 from backend.monitoring.risk_levels import ProviderResult, RiskLevel, Verdict
+from backend.monitoring.sentiment_service import ScoredItem
 
 PROVIDER_NAME = "rules"
 

@@ -1,11 +1,14 @@
 """The main job: walk-forward runs of every encoder mode on the same rolling windows.
 
 ``python -m backend.scripts.run_walk_forward`` with no arguments runs the ground-truth
-comparison offline: every encoder mode on each embedded synthetic market scenario
-(``null``, ``momentum``, ``sequence``; ``--market`` picks one), then one table of which mode
-finds which planted edge (:mod:`backend.evaluation.ground_truth`). ``--data-dir`` runs on
-real bars instead (labelled as real data; no scenario). ``--dry-run`` loads and validates
-the data and prints the window table without training. See ``Docs/WALK_FORWARD.md``.
+comparison offline: every registered encoder on each embedded synthetic market scenario
+(``null``, ``momentum``, ``sequence``; ``--market`` / ``data.market`` picks one), then one
+table of which mode finds which planted edge (:mod:`backend.evaluation.ground_truth`).
+``--data-dir`` runs on real bars instead (labelled as real data; no scenario).
+``--dry-run`` loads and validates the data and prints the window table (dates and bar
+counts of fit, validation and test) without training; ``--print-config`` prints the
+resolved experiment (preset + ``--config`` file + flags) as YAML. See
+``Docs/WALK_FORWARD.md``.
 """
 
 from __future__ import annotations
@@ -17,55 +20,53 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig, TrainingSettings, config_from_dict
+from backend.config.experiment import ExperimentConfig, resolve_experiment
+from backend.config.presets import PRESETS, preset_names
 from backend.data_download.dataset import SymbolDataset
-from backend.data_download.intraday_features import max_lookback
-from backend.data_download.loader import DataQualityWarning, available_symbols
+from backend.data_download.feature_config import FeatureConfig
+from backend.data_download.loader import DataQualityWarning
 from backend.data_download.schema import DataValidationError
 from backend.data_download.synthetic_market import (
     MARKET_NAMES,
     MARKET_SCENARIOS,
-    ensure_scenario_dataset,
     ensure_synthetic_dataset,
     market_scenario,
     read_marker,
 )
 from backend.evaluation import ground_truth, tracking
 from backend.evaluation import report as reports
+from backend.models.feature_extractors import encoder_names
 from backend.training import walk_forward_runner as runner
 from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
-from backend.training.train import TRAINING_ENV_DEFAULTS
+from backend.training.train import resolve_data_dir
 from backend.training.walk_forward import (
-    MODE_PRESETS,
-    RUN_PRESETS,
     InsufficientDataError,
-    RunPreset,
-    WalkForwardConfig,
     generate_windows,
     window_table,
 )
+from backend.utils.config_model import ConfigError
 
-AGENT = "SAC_INTRADAY_DSR"
-DEFAULT_DATA_DIR = Path("data")
-SYNTHETIC_DIR = DEFAULT_DATA_DIR / "synthetic"
-REWARD_HORIZON_BARS = 1
-ENCODER_MODES = ("manual", "cnn", "lstm", "transformer")
+DEFAULT_PRESET = "short"
+"""Preset of a run whose command line and config file name none."""
+OUTPUT_ROOT = Path("runs/walk_forward")
+"""Default output root (git-ignored): runs go to ``<root>/<encoder or 'all'>/<stamp>/`` and
+the root's ``README.md`` indexes them; a run writes nothing outside it unless ``--publish``."""
+INDEX_FILE = "README.md"
+"""The experiments index in an output root."""
+CROSS_MODE_FILE = "cross_mode_report.md"
+"""The cross-mode comparison inside a run directory (every registered encoder ran)."""
 EXPERIMENTS_DIR = Path("backend/evaluation/experiments")
-"""Default output root: ``<EXPERIMENTS_DIR>/<encoder or 'all'>/<YYYY-MM-DD_HHMMSS>/``."""
+"""Tracked experiments index, updated only by ``--publish``."""
 BASELINE_RUNS_DIR = Path("backend/evaluation/baseline_runs")
-"""Where manual-only runs are archived."""
+"""Tracked archive of manual-only runs, written only by ``--publish``."""
 CROSS_MODE_REPORT = Path("Docs/Transformer_Experiment_Report.md")
-"""Written when all four modes ran."""
-CONFIG_SECTIONS = ("walk_forward", "features", "training", "env")
+"""Tracked cross-mode report, written only by ``--publish`` when every registered encoder ran."""
 
 
 class UserError(Exception):
@@ -74,71 +75,91 @@ class UserError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of the main job."""
+    modes = ", ".join(encoder_names())
     parser = argparse.ArgumentParser(
         prog="python -m backend.scripts.run_walk_forward",
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument(
         "--symbols",
-        default="SPY",
-        help="comma-separated tickers (default: SPY); VIX is joined automatically",
+        default=None,
+        help="comma-separated tickers (data.symbols; default: SPY); VIX is joined automatically",
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
-        help="root holding intraday/<SYMBOL>/15m/*.csv of real bars (default: none, the "
-        "embedded synthetic ground-truth markets in ./data/synthetic/<market>)",
+        help="root holding intraday/<SYMBOL>/15m/*.csv of real bars (data.data_dir; default: "
+        "none, the embedded synthetic ground-truth markets)",
     )
     parser.add_argument(
         "--market",
-        default="all",
+        default=None,
         choices=[*MARKET_NAMES, "all"],
-        help="synthetic ground-truth market: "
+        help="synthetic ground-truth market (data.market): "
         + "; ".join(f"{n}: {s.description}" for n, s in MARKET_SCENARIOS.items())
-        + "; all (default): each of them and the ground-truth table. Ignored with --data-dir",
+        + "; all: each of them and the ground-truth table (the default when neither "
+        "--data-dir, --market nor the config file's data section chooses the data)",
     )
     parser.add_argument(
         "--seeds",
         type=int,
-        default=1,
-        help="training replicates per (window, mode), each with its own derived seed; tests "
-        "use the seed-averaged session returns (default 1)",
+        default=None,
+        help="training replicates per (window, mode), each with its own derived seed "
+        "(walk_forward.seeds); tests use the seed-averaged session returns (default 1)",
     )
     parser.add_argument(
         "--sequence-encoder",
-        default="all",
-        help=f"encoder mode(s) to compare: one of {', '.join(ENCODER_MODES)}, a "
-        "comma-separated list (manual,cnn) or all (default: all)",
+        default=None,
+        help=f"encoder mode(s) to compare (modes): one of {modes}, a comma-separated list "
+        "(manual,cnn) or all (default: all)",
     )
     parser.add_argument(
         "--mode",
-        default="short",
-        choices=sorted(MODE_PRESETS),
-        help="run-budget preset: short finishes in minutes on 2 CPU cores, long is the real "
-        "experiment",
+        default=None,
+        choices=preset_names(),
+        help="run preset: "
+        + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
+        + f" (default: the config file's 'preset', else {DEFAULT_PRESET})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="random seed (training.seed; default: 0)"
+    )
     parser.add_argument("--start", default=None, help="first date to load (YYYY-MM-DD)")
     parser.add_argument("--end", default=None, help="last date to load, inclusive")
     parser.add_argument(
         "--config",
         type=Path,
         default=None,
-        help="YAML or JSON run config with optional sections 'walk_forward', 'features', "
-        "'training' and 'env' (fields of WalkForwardConfig, FeatureConfig, TrainingSettings "
-        "and EnvConfig); overrides the --mode preset",
+        help="YAML or JSON experiment file (backend.config.experiment.ExperimentConfig: "
+        "sections data, walk_forward, features, env, reward, training, encoder; a bundle's "
+        "config.yaml works too); merged over the preset, flags override it",
     )
     parser.add_argument(
         "--stochastic-eval",
         action="store_true",
+        default=None,
         help="sample test actions (seeded per job) instead of taking the mean action",
     )
     parser.add_argument(
         "--output",
         type=Path,
         default=None,
-        help=f"run directory (default: {EXPERIMENTS_DIR}/<encoder or all>/<YYYY-MM-DD_HHMMSS>)",
+        help="run directory (default: <output root>/<encoder or all>/<YYYY-MM-DD_HHMMSS>)",
+    )
+    parser.add_argument(
+        "--output-root",
+        type=Path,
+        default=None,
+        help=f"output root holding the runs and their index README.md (default: {OUTPUT_ROOT}, "
+        "git-ignored; with --output, the run directory's parent)",
+    )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help=f"also update the tracked records: {EXPERIMENTS_DIR}/README.md, the manual-run "
+        f"archive {BASELINE_RUNS_DIR}/ and {CROSS_MODE_REPORT} (all four modes); without it a "
+        "run writes only under its output root",
     )
     parser.add_argument(
         "--resume",
@@ -186,99 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-vix",
         action="store_true",
-        help="run without VIX features, for data that have no VIX series",
+        help="run without VIX features (features.use_vix: false), for data that have no VIX series",
     )
     parser.add_argument(
         "--dry-run",
         action="store_true",
         help="load and validate the data, print the window table, train nothing",
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved experiment (preset + file + flags) as YAML and exit",
+    )
     return parser
-
-
-def resolve_data_dir(
-    data_dir: Path | None, symbols: Sequence[str], market: str = "null"
-) -> tuple[Path, bool]:
-    """The store to read, and whether it is an embedded synthetic market.
-
-    An explicit ``--data-dir`` is real data, used as given. Otherwise the scenario's
-    synthetic market is generated (once, offline) in ``./data/synthetic/<market>``.
-    """
-    if data_dir is not None:
-        if not data_dir.is_dir():
-            raise UserError(f"--data-dir {data_dir}: no such directory")
-        present = set(available_symbols(data_dir))
-        missing = [s for s in symbols if s not in present]
-        if present and missing:
-            raise UserError(
-                f"--data-dir {data_dir}: no bars for {missing}; it has {sorted(present)}"
-            )
-        return data_dir, False
-    return ensure_scenario_dataset(SYNTHETIC_DIR, market), True
-
-
-def _read_mapping(path: Path) -> dict[str, Any]:
-    """The config file's top-level mapping, sections checked."""
-    if not path.is_file():
-        raise UserError(f"--config {path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise UserError(f"--config {path}: cannot parse: {exc}") from None
-    data = data or {}
-    if not isinstance(data, dict):
-        raise UserError(f"--config {path}: expected a mapping at the top level")
-    unknown = sorted(set(data) - set(CONFIG_SECTIONS))
-    if unknown:
-        raise UserError(
-            f"--config {path}: unknown section(s) {unknown}; expected "
-            + ", ".join(f"'{s}'" for s in CONFIG_SECTIONS)
-        )
-    return data
-
-
-def load_full_config(
-    path: Path | None, preset: RunPreset, modes: Sequence[str]
-) -> tuple[WalkForwardConfig, FeatureConfig, EnvConfig, dict[str, TrainingSettings]]:
-    """Windows, features, env and per-mode training settings of a run.
-
-    Precedence, lowest first: dataclass defaults, the ``--mode`` preset (windows and
-    per-mode training overrides), then the config file's sections. ``env`` starts from
-    :data:`backend.training.train.TRAINING_ENV_DEFAULTS`, as ``train.load_run_file`` does,
-    and the feature preset of the agent is the base of ``features``. A file that sets
-    ``walk_forward.test_sessions`` (and not ``windows``) drops the preset's window count.
-    """
-    data = _read_mapping(path) if path is not None else {}
-    where = f"--config {path}" if path is not None else "preset"
-    for section in CONFIG_SECTIONS:
-        if not isinstance(data.get(section) or {}, dict):
-            raise UserError(f"{where}: section '{section}' must be a mapping")
-    training_file = dict(data.get("training") or {})
-    if "encoder_mode" in training_file:
-        raise UserError(
-            f"{where}: training.encoder_mode is chosen by --sequence-encoder; remove it"
-        )
-    try:
-        wf_file = dict(data.get("walk_forward") or {})
-        wf_base = preset.walk_forward.to_dict()
-        if "test_sessions" in wf_file and "windows" not in wf_file:
-            wf_base["windows"] = None  # an explicit test length beats the preset's tiling
-        wf = config_from_dict(WalkForwardConfig, {**wf_base, **wf_file})
-        features = config_from_dict(
-            FeatureConfig,
-            {**FeatureConfig.for_agent(AGENT).to_dict(), **(data.get("features") or {})},
-        )
-        env = EnvConfig.from_dict({**TRAINING_ENV_DEFAULTS.to_dict(), **(data.get("env") or {})})
-        training = {
-            mode: config_from_dict(
-                TrainingSettings, {**preset.training_overrides(mode), **training_file}
-            )
-            for mode in modes
-        }
-    except (TypeError, ValueError, KeyError) as exc:
-        raise UserError(f"{where}: {exc}") from None
-    return wf, features, env, training
 
 
 def parse_symbols(text: str) -> list[str]:
@@ -330,22 +271,102 @@ def parse_modes(text: str) -> tuple[str, ...]:
     Canonical order makes ``manual`` the reference column of every report and keeps the
     job grid (and so the output) independent of how the list was typed.
     """
+    known = encoder_names()
     if text.strip().lower() == "all":
-        return ENCODER_MODES
+        return known
     names = [s.strip().lower() for s in text.split(",")]
-    bad = [n for n in names if n not in ENCODER_MODES]
+    bad = [n for n in names if n not in known]
     if bad or not names:
         raise UserError(
             f"--sequence-encoder {text!r}: unknown mode(s) {bad}; expected "
-            f"{', '.join(ENCODER_MODES)}, a comma-separated list of them, or all"
+            f"{', '.join(known)}, a comma-separated list of them, or all"
         )
-    return tuple(m for m in ENCODER_MODES if m in names)
+    return tuple(m for m in known if m in names)
 
 
-def default_output(choice: str, now: dt.datetime | None = None) -> Path:
-    """``backend/evaluation/experiments/<encoder or all>/<YYYY-MM-DD_HHMMSS>``."""
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The experiment fields the command-line flags set (the highest-precedence layer)."""
+    data: dict[str, Any] = {}
+    if args.symbols is not None:
+        data["symbols"] = parse_symbols(args.symbols)
+    if args.data_dir is not None:
+        if not args.data_dir.is_dir():
+            raise UserError(f"--data-dir {args.data_dir}: no such directory")
+        data["data_dir"] = str(args.data_dir)
+    if args.start is not None:
+        data["start"] = args.start
+    if args.end is not None:
+        data["end"] = args.end
+    if args.market is not None and args.market != "all":
+        data["market"] = args.market
+    out: dict[str, Any] = {"data": data} if data else {}
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise UserError(f"--seeds {args.seeds}: must be >= 1")
+        out["walk_forward"] = {"seeds": args.seeds}
+    if args.sequence_encoder is not None:
+        out["modes"] = list(parse_modes(args.sequence_encoder))
+    if args.seed is not None:
+        if args.seed < 0:
+            raise UserError(f"--seed {args.seed}: must be >= 0")
+        out["training"] = {"seed": args.seed}
+    if args.stochastic_eval:
+        out["stochastic_eval"] = True
+    if args.no_vix:
+        out["features"] = {"use_vix": False}
+    return out
+
+
+def resolve_cli_config(args: argparse.Namespace, market: str | None = None) -> ExperimentConfig:
+    """The experiment of a command line: preset < ``--config`` file < flags.
+
+    Args:
+        args: The parsed command line.
+        market: Scenario of one sub-run of the ground-truth comparison (set over the
+            flags as ``data.market``); ``None`` for an ordinary run.
+
+    Raises:
+        UserError: for an unreadable file or a flag mistake.
+        ConfigError: for any invalid key or value (one line, paths named).
+    """
+    if args.config is not None and not args.config.is_file():
+        raise UserError(f"--config {args.config}: no such file")
+    overrides = cli_overrides(args)
+    if market is not None:
+        overrides = {**overrides, "data": {**overrides.get("data", {}), "market": market}}
+    return resolve_experiment(args.mode, args.config, overrides, default_preset=DEFAULT_PRESET)
+
+
+def is_ground_truth_run(args: argparse.Namespace, config: ExperimentConfig) -> bool:
+    """Whether the command line asks for the ground-truth comparison (every scenario).
+
+    ``--market all``, or nothing that chooses the data: no ``--data-dir``, no ``--market``
+    and no ``data.data_dir`` / ``data.market`` in the config file. This is the default job.
+    """
+    if args.market is not None:
+        return bool(args.market == "all")
+    chosen = config.data.model_fields_set & {"data_dir", "market"}
+    return config.data.data_dir is None and not chosen
+
+
+def default_output(choice: str, now: dt.datetime | None = None, root: Path | None = None) -> Path:
+    """``<output root>/<encoder or all>/<YYYY-MM-DD_HHMMSS>`` (root: :data:`OUTPUT_ROOT`)."""
     stamp = (now or dt.datetime.now()).strftime("%Y-%m-%d_%H%M%S")
-    return EXPERIMENTS_DIR / choice / stamp
+    return (OUTPUT_ROOT if root is None else root) / choice / stamp
+
+
+def index_root(run_dir: Path, output_root: Path | None) -> Path:
+    """Where the run's experiments index lives: the output root, or the run's parent.
+
+    A run outside the given (or default) root indexes into its own parent folder, so a
+    run never writes beside itself anywhere else.
+    """
+    root = OUTPUT_ROOT if output_root is None else output_root
+    try:
+        run_dir.resolve().relative_to(root.resolve())
+    except ValueError:
+        return run_dir.parent
+    return root
 
 
 def load_datasets(
@@ -365,43 +386,26 @@ def load_datasets(
 
 
 def _spec_from_args(
-    args: argparse.Namespace, market: str | None = None
+    args: argparse.Namespace, market: str | None = None, stamp: dt.datetime | None = None
 ) -> tuple[runner.RunSpec, Path, bool]:
-    """A new run's spec from the command line (and its data dir, synthetic flag)."""
-    symbols = parse_symbols(args.symbols)
-    data_dir, synthetic = resolve_data_dir(args.data_dir, symbols, market or "null")
-    modes = parse_modes(args.sequence_encoder)
-    preset = RUN_PRESETS[args.mode]
-    wf, features, env, training = load_full_config(args.config, preset, modes)
-    if args.no_vix:
-        features = replace(features, use_vix=False)
-    needed_gap = max_lookback(features) + REWARD_HORIZON_BARS
-    wf = replace(wf, gap_bars=max(wf.gap_bars, needed_gap))
-    if args.seed < 0:
-        raise UserError(f"--seed {args.seed}: must be >= 0")
-    if args.seeds < 1:
-        raise UserError(f"--seeds {args.seeds}: must be >= 1")
-    label = "all" if set(modes) == set(ENCODER_MODES) else "-".join(modes)
-    output = args.output if args.output is not None else default_output(label)
-    if market is not None and args.market == "all":
+    """A new run's spec from the command line (and its data dir, synthetic flag).
+
+    ``market`` names one scenario of the ground-truth comparison: its run goes to
+    ``<run directory>/<market>`` and always reads the synthetic market.
+    """
+    config = resolve_cli_config(args, market)
+    data_dir, synthetic = resolve_data_dir(config)
+    modes = config.modes
+    label = "all" if set(modes) == set(encoder_names()) else "-".join(modes)
+    output = (
+        args.output
+        if args.output is not None
+        else default_output(label, now=stamp, root=args.output_root)
+    )
+    if market is not None:
         output = output / market  # one sub-run per scenario of the ground-truth comparison
     spec = runner.RunSpec(
-        output_dir=str(output),
-        data_dir=str(data_dir),
-        symbols=tuple(symbols),
-        modes=modes,
-        preset=args.mode,
-        seed=args.seed,
-        stochastic_eval=args.stochastic_eval,
-        walk_forward=wf,
-        features=features,
-        env=env,
-        training=training,
-        start=args.start,
-        end=args.end,
-        synthetic=synthetic,
-        market=market if synthetic else None,
-        seeds=args.seeds,
+        output_dir=str(output), data_dir=str(data_dir), config=config, synthetic=synthetic
     )
     return spec, data_dir, synthetic
 
@@ -417,7 +421,12 @@ def _spec_from_run_dir(run_dir: Path) -> runner.RunSpec:
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"--resume {run_dir}: unreadable {runner.RUN_FILE}: {exc}") from None
     # The directory may have moved since; the recorded output_dir is informative only.
-    return replace(spec, output_dir=str(run_dir))
+    return runner.RunSpec(
+        output_dir=str(run_dir),
+        data_dir=spec.data_dir,
+        config=spec.config,
+        synthetic=spec.synthetic,
+    )
 
 
 def _progress(total: int, done: int) -> Any:
@@ -450,6 +459,19 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be >= 1")
+    if args.print_config:
+        if args.resume:
+            config = _spec_from_run_dir(args.resume).config
+        else:
+            config = resolve_cli_config(args)
+            if is_ground_truth_run(args, config):
+                print(
+                    "# ground-truth comparison: this experiment runs once per data.market in "
+                    f"{list(MARKET_NAMES)}, then the ground-truth table"
+                )
+                config = resolve_cli_config(args, MARKET_NAMES[0])
+        print(config.to_yaml(), end="")
+        return 0
     if args.tracking_uri is not None and args.tracking != "mlflow":
         raise UserError("--tracking-uri needs --tracking mlflow")
     if args.tracking == "mlflow" and importlib.util.find_spec("mlflow") is None:
@@ -459,15 +481,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         spec = _spec_from_run_dir(args.resume)
         data_dir, synthetic = Path(spec.data_dir), spec.synthetic
         if synthetic:
-            if spec.market is not None:
-                ensure_synthetic_dataset(data_dir, market_scenario(spec.market))
-            else:
-                ensure_synthetic_dataset(data_dir)
+            ensure_synthetic_dataset(data_dir, market_scenario(spec.config.data.market))
         return _run_one(args, spec, data_dir, synthetic, "resume")
-    if args.data_dir is None and args.market == "all":
+    if is_ground_truth_run(args, resolve_cli_config(args)):
         return run_ground_truth(args)
-    market = None if args.data_dir is not None else args.market
-    spec, data_dir, synthetic = _spec_from_args(args, market)
+    spec, data_dir, synthetic = _spec_from_args(args)
     return _run_one(args, spec, data_dir, synthetic, spec.preset)
 
 
@@ -491,7 +509,7 @@ def _run_one(
     print(
         f"\nwalk-forward ({label}): {len(windows)} window(s), train {wf_config.train_sessions} "
         f"sessions (val {wf_config.val_sessions}), test {wf_config.test_sessions}, "
-        f"purge gap >= {wf_config.gap_bars} bars"
+        f"purge gap >= {wf_config.purge_bars} bars"
     )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string())
@@ -506,27 +524,30 @@ def _run_one(
         resume=args.resume is not None,
         executor=args.executor,
         ray_address=args.ray_address,
+        publish=args.publish,
+        output_root=args.output_root,
         tracker=tracking.make_tracker(args.tracking, spec.output_dir, args.tracking_uri),
     )
 
 
 GROUND_TRUTH_FILE = "ground_truth.md"
-"""The ground-truth table, at the root of a ``--market all`` run."""
+"""The ground-truth table, at the root of a ground-truth comparison run."""
 
 
 def run_ground_truth(args: argparse.Namespace) -> int:
-    """Every scenario as its own sub-run under one output root, then the table."""
+    """Every scenario as its own sub-run under one run directory, then the table."""
     runs: dict[str, dict[str, Any]] = {}
     root: Path | None = None
     spec: runner.RunSpec | None = None
+    stamp = dt.datetime.now()
     for market in MARKET_NAMES:
         print(f"\n=== ground-truth market: {market} ({MARKET_SCENARIOS[market].description})")
-        spec, data_dir, synthetic = _spec_from_args(args, market)
+        spec, data_dir, synthetic = _spec_from_args(args, market, stamp)
         root = Path(spec.output_dir).parent
         code = _run_one(args, spec, data_dir, synthetic, f"{spec.preset}, market {market}")
-        if code != 0 or args.dry_run:
-            if code != 0:
-                return code
+        if code != 0:
+            return code
+        if args.dry_run:
             continue
         out = Path(spec.output_dir)
         run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
@@ -586,9 +607,16 @@ def execute(
     resume: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
+    publish: bool = False,
+    output_root: Path | None = None,
     tracker: tracking.Tracker | None = None,
 ) -> int:
-    """Run the pending jobs, then write the reports; returns the exit code."""
+    """Run the pending jobs, then write the reports; returns the exit code.
+
+    Everything goes under the run directory and its output root's index; the tracked
+    records (:data:`EXPERIMENTS_DIR`, :data:`BASELINE_RUNS_DIR`, :data:`CROSS_MODE_REPORT`)
+    change only with ``publish``.
+    """
     tracker = tracker or tracking.NullTracker()
     out = Path(spec.output_dir)
     jobs = runner.plan_jobs(windows, sessions, spec.modes, spec.seeds)
@@ -650,16 +678,26 @@ def execute(
     run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
     metrics = reports.write_run_report(out, run_info, results)
     tracker.finish(metrics)
-    index = reports.update_experiments_index(EXPERIMENTS_DIR / "README.md", out, metrics)
+    index = reports.update_experiments_index(
+        index_root(out, output_root) / INDEX_FILE, out, metrics
+    )
     print(f"\nexperiments index: {index}")
-    if spec.modes == ("manual",):
-        archived = reports.archive_baseline_run(BASELINE_RUNS_DIR, out, metrics)
-        print(f"baseline run archived: {archived}")
-    if set(ENCODER_MODES) <= set(spec.modes):
-        cross = reports.write_cross_mode_report(CROSS_MODE_REPORT, metrics, out)
+    all_modes = set(encoder_names()) <= set(spec.modes)
+    if all_modes:
+        cross = reports.write_cross_mode_report(out / CROSS_MODE_FILE, metrics, out)
         print(f"cross-mode report: {cross}")
-    for c in metrics["comparisons"]:
-        print(f"  {c['verdict']}")
+    if publish:
+        published = reports.update_experiments_index(EXPERIMENTS_DIR / "README.md", out, metrics)
+        print(f"published to the tracked index: {published}")
+        if spec.modes == ("manual",):
+            archived = reports.archive_baseline_run(BASELINE_RUNS_DIR, out, metrics)
+            print(f"published baseline run archive: {archived}")
+        if all_modes:
+            cross = reports.write_cross_mode_report(CROSS_MODE_REPORT, metrics, out)
+            print(f"published cross-mode report: {cross}")
+    for t in metrics["tests"]:
+        if t["strategy"] in spec.modes and t["metric"] == "sharpe":
+            print(f"  {t['verdict']}")
     print(f"report: {out / 'report.md'}")
     if (out / "tensorboard").is_dir():
         print(f"tensorboard: tensorboard --logdir {out / 'tensorboard'}")
@@ -672,10 +710,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: one clean line on stderr and exit code 2 for user mistakes."""
     try:
         return run(argv)
-    except (UserError, DataValidationError, InsufficientDataError, FileNotFoundError) as exc:
+    except (
+        UserError,
+        ConfigError,
+        DataValidationError,
+        InsufficientDataError,
+        FileNotFoundError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # config validation and empty ranges
+    except ValueError as exc:  # empty ranges and other data mistakes
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

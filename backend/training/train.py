@@ -12,63 +12,79 @@ The command line trains one model and writes it as a model bundle
 
     python -m backend.training.train --config configs/train.yaml --symbol SPY
 
-DSR episode defaults (:data:`TRAINING_ENV_DEFAULTS`)
----------------------------------------------------
+Everything a run needs is one :class:`~backend.config.experiment.ExperimentConfig`
+(``training``, ``env``, ``reward``, ``encoder``, ``features``, ``data``); the CLI resolves
+it from an optional preset, the ``--config`` file and its flags, and ``--print-config``
+shows the result without training.
+
+DSR episode defaults (:data:`~backend.config.experiment.TRAINING_ENV_DEFAULTS`)
+---------------------------------------------------------------------------------
 The env resets the Differential Sharpe Ratio's moments at every episode start. With
-``EnvConfig``'s defaults (one 26-bar session per episode, ``dsr_eta=0.01``) the moments
-never settle: after ``n`` steps the exponential averages carry a total weight of
+``EnvConfig``'s defaults (one 26-bar session per episode) and the DSR's (``eta=0.01``) the
+moments never settle: after ``n`` steps the exponential averages carry a total weight of
 ``1 - (1 - eta)^n``, 0.23 after a whole session, so the variance estimate is ~4x too small
 and the reward's scale drifts with the step index inside the episode, which the agent
-cannot observe. Training therefore defaults to five-session episodes (130 steps), a faster
-``dsr_eta=0.05`` (memory ~20 bars, weight 0.64 after the warm-up and > 0.99 after 100
-steps) and a 20-step warm-up during which the reward is 0. Any ``env`` section of the
-config file overrides these.
+cannot observe. The experiment therefore defaults to five-session episodes (130 steps), a
+faster ``eta=0.05`` (memory ~20 bars, weight 0.64 after the warm-up and > 0.99 after 100
+steps) and a 20-step warm-up during which the reward is 0. Any ``env`` or ``reward`` keys
+of the config file override these.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import pandas as pd
 import torch as th
-import yaml
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
-from backend.config.env_config import EnvConfig
-from backend.config.training_config import (
-    FeatureConfig,
-    TrainingSettings,
-    config_from_dict,
+from backend.config.experiment import (
+    AGENT,
+    TRAINING_ENV_DEFAULTS,
+    ExperimentConfig,
+    resolve_experiment,
 )
 from backend.data_download.dataset import SymbolDataset, bar_range
-from backend.data_download.market_arrays import MarketArrays
 from backend.data_download.normalizer import FeatureNormalizer
+from backend.data_download.synthetic_market import ensure_synthetic_dataset, market_scenario
+from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
-from backend.models.feature_extractors import encoder_policy_kwargs, uses_sequence_observation
+from backend.environments.rewards import fit_reward_floor
+from backend.models.feature_extractors import encoder_policy_kwargs
 from backend.models.model_manager import save_bundle
 from backend.models.sac import YoopSAC
 from backend.training.augmentation import TrainingAugmentation
 from backend.training.callbacks import TradingMetricsCallback, ValidationEarlyStopping
+from backend.utils.config_model import ConfigError
 from backend.utils.provenance import collect_provenance, data_range
 
-AGENT = "SAC_INTRADAY_DSR"
-"""Agent name used in saved file names and for the feature preset."""
+__all__ = [
+    "AGENT",
+    "SYNTHETIC_DIR",
+    "TRAINING_ENV_DEFAULTS",
+    "TrainResult",
+    "build_model",
+    "build_parser",
+    "main",
+    "resolve_data_dir",
+    "split_sessions",
+    "train_on_range",
+]
 
-TRAINING_ENV_DEFAULTS = EnvConfig(episode_sessions=5, dsr_eta=0.05, dsr_warmup_steps=20)
-"""Env parameters for training when none are given (see the module docstring)."""
+DEFAULT_DATA_DIR = Path("data")
+"""The store read when ``data.data_dir`` is null and it holds every symbol."""
 
-SYNTHETIC_DIR = Path("data") / "synthetic"
-"""Where the CLI generates the synthetic market when no ``--data-dir`` is given."""
+SYNTHETIC_DIR = DEFAULT_DATA_DIR / "synthetic"
+"""Where the embedded synthetic market (scenario ``null``) is generated; other scenarios go
+to ``data/synthetic_<scenario>``."""
 
 SessionSpan = tuple[pd.Timestamp, pd.Timestamp]
 """First and last session (naive dates, inclusive)."""
@@ -87,49 +103,26 @@ class TrainResult:
     ``stopped_early``, ``n_evaluations``, ``restored_best``, ``fit_bars``, ``val_bars``."""
     val_history: list[tuple[int, float]] = field(default_factory=list)
     """``(num_timesteps, val_sharpe)`` of every evaluation."""
-    env_config: EnvConfig = field(default_factory=EnvConfig)
-    """The env config the model was trained with (observation layout resolved)."""
+    config: ExperimentConfig = field(default_factory=ExperimentConfig)
+    """The experiment the model was trained with (observation layout derived)."""
 
-
-def resolve_env_config(settings: TrainingSettings, env_config: EnvConfig | None) -> EnvConfig:
-    """The env config with the observation layout the encoder needs.
-
-    ``use_sequence_encoder`` and ``sequence_length`` follow ``settings``, so a sequence
-    encoder can never be paired with flat observations (or a different window length).
-    """
-    base = TRAINING_ENV_DEFAULTS if env_config is None else env_config
-    return dataclasses.replace(
-        base,
-        use_sequence_encoder=uses_sequence_observation(settings.encoder_mode),
-        sequence_length=settings.sequence_length,
-    )
-
-
-def fit_reward_floor(arrays: MarketArrays, fit_range: tuple[int, int], cfg: EnvConfig) -> EnvConfig:
-    """``cfg`` with ``dsr_eps`` fitted on the fit range when ``dsr_floor_vol`` asks for it.
-
-    ``sigma`` is the std of the asset's open-to-close bar return over the fit bars only (no
-    look-ahead: val and test never inform it); the fitted floor travels with the model in
-    its env config, so validation and test use the same number.
-    """
-    if cfg.dsr_floor_vol <= 0.0:
-        return cfg
-    lo, hi = fit_range
-    bar_returns = arrays.close[lo:hi] / arrays.open[lo:hi] - 1.0
-    sigma = float(np.std(bar_returns)) if hi > lo else 0.0
-    return dataclasses.replace(cfg, dsr_eps=max((cfg.dsr_floor_vol * sigma) ** 2, 1e-12))
+    @property
+    def env_config(self) -> EnvConfig:
+        """The env config of training (``config.env``)."""
+        return self.config.env
 
 
 def build_model(
-    env: gym.Env[Any, Any], settings: TrainingSettings, *, tensorboard_log: str | None
+    env: gym.Env[Any, Any], config: ExperimentConfig, *, tensorboard_log: str | None
 ) -> YoopSAC:
-    """A :class:`YoopSAC` on ``env`` with the encoder and hyper-parameters of ``settings``.
+    """A :class:`YoopSAC` on ``env`` with the encoder and SAC settings of ``config``.
 
     The optimiser is AdamW so ``encoder_weight_decay`` is decoupled decay; every parameter
     group sets its own ``weight_decay`` (0 outside the encoder), so this is Adam elsewhere.
     """
+    settings = config.training
     policy_kwargs: dict[str, Any] = {
-        **encoder_policy_kwargs(settings.encoder_mode, settings.encoder_config()),
+        **encoder_policy_kwargs(config.encoder),
         "net_arch": list(settings.net_arch),
         "share_features_extractor": settings.share_features_extractor,
         "optimizer_class": th.optim.AdamW,
@@ -161,8 +154,7 @@ def train_on_range(
     dataset: SymbolDataset,
     fit_sessions: SessionSpan,
     val_sessions: SessionSpan,
-    settings: TrainingSettings,
-    env_config: EnvConfig | None = None,
+    config: ExperimentConfig,
     *,
     run_name: str | None = None,
     progress_bar: bool = False,
@@ -176,10 +168,9 @@ def train_on_range(
         dataset: The symbol's market, raw features and session layout.
         fit_sessions: First and last training session; the normalizer is fitted here only.
         val_sessions: First and last validation session (after the fit range).
-        settings: Encoder and SAC settings.
-        env_config: Costs and reward; ``None`` uses :data:`TRAINING_ENV_DEFAULTS`. Its
-            observation layout is overridden to match the encoder.
-        run_name: TensorBoard run name; defaults to ``<SYMBOL>_<encoder_mode>``.
+        config: The experiment: ``training``, ``encoder``, ``env`` (its observation layout
+            already derived from the encoder) and ``reward`` are used here.
+        run_name: TensorBoard run name; defaults to ``<SYMBOL>_<encoder name>``.
         progress_bar: Show SB3's tqdm/rich progress bar.
         best_model_path: Also ``model.save`` each new best validation model there.
         attention_probe_every: Steps between attention-entropy probes (Transformer only).
@@ -198,6 +189,7 @@ def train_on_range(
             f"need fit_first <= fit_last < val_first <= val_last, got fit {fit_sessions} "
             f"and val {val_sessions}"
         )
+    settings = config.training
     if settings.torch_threads > 0:
         th.set_num_threads(settings.torch_threads)
     normalizer = dataset.fit_normalizer(fit_first, fit_last)
@@ -205,8 +197,13 @@ def train_on_range(
     fit_range = bar_range(arrays, *dataset.session_bounds(fit_first, fit_last))
     val_range = bar_range(arrays, *dataset.session_bounds(val_first, val_last))
 
-    cfg = fit_reward_floor(arrays, fit_range, resolve_env_config(settings, env_config))
-    train_env: gym.Env[Any, Any] = IntradayTradingEnv(arrays, cfg, fit_range)
+    # The reward floor (``reward.floor_vol``) is fitted on the fit bars only and recorded
+    # in the config the model is saved with, so validation and test use the same number.
+    lo, hi = fit_range
+    reward = fit_reward_floor(config.reward, arrays.open[lo:hi], arrays.close[lo:hi])
+    config = config.model_copy(update={"reward": reward})
+    cfg = config.env
+    train_env: gym.Env[Any, Any] = IntradayTradingEnv(arrays, cfg, fit_range, reward=reward)
     if settings.input_jitter or settings.feature_dropout or settings.resample_probability:
         train_env = TrainingAugmentation(
             train_env,  # type: ignore[arg-type]
@@ -215,10 +212,10 @@ def train_on_range(
             resample_probability=settings.resample_probability,
             seed=settings.seed,
         )
-    val_cfg = dataclasses.replace(cfg, episode_sessions=0, random_start=False)
-    val_env = IntradayTradingEnv(arrays, val_cfg, val_range)
+    val_cfg = cfg.model_copy(update={"episode_sessions": 0, "random_start": False})
+    val_env = IntradayTradingEnv(arrays, val_cfg, val_range, reward=reward)
 
-    model = build_model(train_env, settings, tensorboard_log=settings.tensorboard_log)
+    model = build_model(train_env, config, tensorboard_log=settings.tensorboard_log)
     early_stopping = ValidationEarlyStopping(
         val_env,
         settings.eval_every_steps,
@@ -229,13 +226,13 @@ def train_on_range(
         restore_best=settings.checkpoint == "best",
     )
     metrics_cb = TradingMetricsCallback(
-        reward_scale=cfg.reward_scale, attention_probe_every=attention_probe_every
+        reward_scale=config.reward.scale, attention_probe_every=attention_probe_every
     )
     started = time.perf_counter()
     model.learn(
         total_timesteps=settings.total_timesteps,
         callback=CallbackList([metrics_cb, early_stopping, *callbacks]),
-        tb_log_name=run_name or f"{dataset.symbol}_{settings.encoder_mode}",
+        tb_log_name=run_name or f"{dataset.symbol}_{config.encoder.name}",
         progress_bar=progress_bar,
     )
     train_time = time.perf_counter() - started
@@ -254,51 +251,40 @@ def train_on_range(
         "fit_bars": fit_range[1] - fit_range[0],
         "val_bars": val_range[1] - val_range[0],
     }
-    return TrainResult(model, normalizer, metrics, list(early_stopping.history), cfg)
+    return TrainResult(model, normalizer, metrics, list(early_stopping.history), config)
 
 
 # ---------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------
 
-_SECTIONS = ("training", "env", "features", "encoder")
 
+def resolve_data_dir(config: ExperimentConfig) -> tuple[Path, bool]:
+    """The store a run reads, and whether it is the embedded synthetic market.
 
-def load_run_file(path: Path) -> tuple[TrainingSettings, EnvConfig, FeatureConfig]:
-    """Read a run file with optional ``training``, ``env`` and ``features`` sections.
-
-    ``env`` keys override :data:`TRAINING_ENV_DEFAULTS`; missing sections use defaults. A
-    bundle's ``config.yaml`` also has an ``encoder`` section, derived from ``training``; it
-    is accepted when it agrees, so a bundle's config can be trained again as it is.
+    ``data.data_dir`` is used as given. Otherwise ``./data`` is used when it holds every
+    symbol and ``data.market`` is not given, else the synthetic market of ``data.market``
+    is generated (once, offline: ``data/synthetic`` for ``null``, else
+    ``data/synthetic_<market>``).
 
     Raises:
-        ValueError: on unknown sections or keys, or invalid values.
+        ConfigError: if ``data.data_dir`` is not a directory.
     """
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    data = data or {}
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    unknown = sorted(set(data) - set(_SECTIONS))
-    if unknown:
-        raise ValueError(f"{path}: unknown section(s) {unknown}; expected {list(_SECTIONS)}")
-    settings = config_from_dict(TrainingSettings, data.get("training") or {})
-    encoder = data.get("encoder")
-    if encoder is not None:
-        derived = {"mode": settings.encoder_mode, "config": settings.encoder_config().to_dict()}
-        if encoder != derived:
-            raise ValueError(
-                f"{path}: the 'encoder' section {encoder} disagrees with what 'training' "
-                f"implies {derived}; edit 'training' and drop 'encoder'"
-            )
-    env = EnvConfig.from_dict({**TRAINING_ENV_DEFAULTS.to_dict(), **(data.get("env") or {})})
-    features_data = data.get("features")
-    features = (
-        FeatureConfig.for_agent(AGENT)
-        if features_data is None
-        else config_from_dict(FeatureConfig, features_data)
-    )
-    return settings, env, features
+    from backend.data_download.loader import available_symbols
+
+    if config.data.data_dir is not None:
+        path = Path(config.data.data_dir)
+        if not path.is_dir():
+            raise ConfigError(f"data.data_dir {path}: no such directory")
+        return path, False
+    # An explicit data.market asks for that synthetic scenario even when ./data has bars.
+    if "market" not in config.data.model_fields_set:
+        present = set(available_symbols(DEFAULT_DATA_DIR))
+        if present and all(s in present for s in config.data.symbols):
+            return DEFAULT_DATA_DIR, False
+    market = config.data.market
+    target = SYNTHETIC_DIR if market == "null" else DEFAULT_DATA_DIR / f"synthetic_{market}"
+    return ensure_synthetic_dataset(target, market_scenario(market)), True
 
 
 def split_sessions(
@@ -321,20 +307,36 @@ def split_sessions(
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
+    from backend.config.presets import preset_names
+
     parser = argparse.ArgumentParser(
         prog="python -m backend.training.train",
         description="Train one SAC + DSR intraday agent on one date range.",
     )
-    parser.add_argument("--config", type=Path, required=True, help="YAML/JSON run file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML/JSON experiment file (backend.config.experiment.ExperimentConfig; "
+        "a bundle's config.yaml works too); default: the schema defaults",
+    )
+    parser.add_argument(
+        "--preset",
+        default=None,
+        choices=preset_names(),
+        help="run preset merged under the file (default: the file's 'preset' key, else none)",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
-        help=f"bar store root; default: the synthetic market in {SYNTHETIC_DIR}",
+        help=f"bar store root (data.data_dir); default: ./data if it holds the symbol, else "
+        f"the synthetic market in {SYNTHETIC_DIR}",
     )
-    parser.add_argument("--symbol", default="SPY", help="ticker to train on (default SPY)")
+    parser.add_argument("--symbol", default=None, help="ticker to train on (data.symbols)")
     parser.add_argument("--start", default=None, help="first date to load (YYYY-MM-DD)")
     parser.add_argument("--end", default=None, help="last date to load (YYYY-MM-DD)")
+    parser.add_argument("--seed", type=int, default=None, help="training.seed")
     parser.add_argument(
         "--val-fraction", type=float, default=0.2, help="share of sessions for validation"
     )
@@ -345,7 +347,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, default=Path("backend/models/sac/runs"), help="output root"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved experiment (preset + file + flags) as YAML and exit",
+    )
     return parser
+
+
+def resolve_cli_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The experiment of a trainer command line: preset < ``--config`` < flags.
+
+    Raises:
+        ConfigError: on any invalid key or value (one line, paths named).
+        OSError: if the config file cannot be read.
+    """
+    data: dict[str, Any] = {}
+    if args.data_dir is not None:
+        data["data_dir"] = str(args.data_dir)
+    if args.symbol is not None:
+        data["symbols"] = [args.symbol.strip().upper()]
+    if args.start is not None:
+        data["start"] = args.start
+    if args.end is not None:
+        data["end"] = args.end
+    overrides: dict[str, Any] = {"data": data} if data else {}
+    if args.seed is not None:
+        overrides["training"] = {"seed": args.seed}
+    config = resolve_experiment(args.preset, args.config, overrides)
+    if len(config.data.symbols) != 1:
+        raise ConfigError(
+            f"data.symbols: the trainer trains one symbol, got {list(config.data.symbols)}; "
+            "use --symbol or the main job (backend.scripts.run_walk_forward)"
+        )
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -353,29 +388,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Besides the bundle's own files, ``metrics.json`` (metrics, ranges, validation
     history) and ``training_settings.json`` are kept in it, as before bundles existed.
+    A config mistake is one line on stderr and exit code 2.
     """
     args = build_parser().parse_args(argv)
     try:
-        settings, env_config, features = load_run_file(args.config)
-    except (OSError, ValueError, TypeError) as exc:
-        print(f"error: --config {args.config}: {exc}", file=sys.stderr)
+        config = resolve_cli_config(args)
+    except (OSError, ConfigError) as exc:
+        where = f"--config {args.config}: " if isinstance(exc, OSError) else ""
+        print(f"error: {where}{exc}", file=sys.stderr)
         return 2
-    if args.data_dir is None:
-        from backend.data_download.synthetic_market import ensure_synthetic_dataset
-
-        data_dir = ensure_synthetic_dataset(SYNTHETIC_DIR)
-    else:
-        data_dir = args.data_dir
-    dataset = SymbolDataset.load(args.symbol, data_dir, features, start=args.start, end=args.end)
+    if args.print_config:
+        print(config.to_yaml(), end="")
+        return 0
+    try:
+        data_dir, _ = resolve_data_dir(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    features = config.features
+    symbol = config.data.symbols[0]
+    dataset = SymbolDataset.load(
+        symbol, data_dir, features, start=config.data.start, end=config.data.end
+    )
     fit, val = split_sessions(dataset.sessions, args.val_fraction, args.gap_sessions)
-    run_name = f"{dataset.symbol}_{settings.encoder_mode}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run_name = f"{dataset.symbol}_{config.encoder.name}_{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = args.output / run_name
     result = train_on_range(
         dataset,
         fit,
         val,
-        settings,
-        env_config,
+        config,
         run_name=run_name,
         progress_bar=not args.no_progress,
     )
@@ -389,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metadata = {
         "symbols": [dataset.symbol],
         "agent": AGENT,
-        "seed": settings.seed,
+        "seed": config.training.seed,
         "data": {
             # The whole loaded range (feature warm-up included) and each segment, each
             # with the sha256 of its bars, so "trained on the same data" can be checked.
@@ -414,13 +456,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir,
         result.model,
         result.normalizer,
-        settings=settings,
-        env_config=result.env_config,
-        feature_config=features,
+        config=result.config,
         metadata=metadata,
         extra_files={
             "metrics.json": json.dumps(report, indent=2, default=str) + "\n",
-            "training_settings.json": json.dumps(settings.to_dict(), indent=2) + "\n",
+            "training_settings.json": json.dumps(config.training.to_dict(), indent=2) + "\n",
         },
     )
     print(json.dumps({k: report[k] for k in ("steps_done", "best_val_sharpe")}, default=str))

@@ -19,73 +19,23 @@ tile the data without overlap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from backend.config.walk_forward_config import WalkForwardConfig
 
-@dataclass(frozen=True)
-class WalkForwardConfig:
-    """How windows are cut. All lengths are in trading sessions unless stated."""
-
-    train_sessions: int = 120
-    """Length of the training range, validation holdout included."""
-    test_sessions: int = 20
-    """Length of each out-of-sample test range."""
-    step_sessions: int | None = None
-    """Sessions between successive window starts; ``None`` means ``test_sessions``."""
-    val_fraction: float = 0.05
-    """Share of the training range held out at its end for early stopping."""
-    min_val_sessions: int = 1
-    """Floor on the validation holdout, so short training ranges still get one."""
-    gap_bars: int = 104
-    """Minimum bars purged between fit/val and val/test: longest lookback + horizon."""
-    anchored: bool = False
-    """If true, every window's training range starts at the first session (expanding)."""
-    windows: int | None = None
-    """If set, exactly this many windows tile everything after the first training range:
-    ``test_sessions`` is replaced by ``available // windows`` and the last window also
-    takes the remainder, so no session is dropped. How a preset buys speed: fewer, longer
-    windows over the same history (issue 9)."""
-    max_windows: int | None = None
-    """A budget: keep ``max_windows`` windows spread evenly over the range (first and last
-    included), never just the most recent ones; ``None`` keeps all, which tiles the whole
-    requested range. Prefer fewer, longer windows (``test_sessions``) to a budget."""
-
-    def __post_init__(self) -> None:
-        if self.train_sessions < 2:
-            raise ValueError(f"train_sessions must be >= 2, got {self.train_sessions}")
-        if self.test_sessions < 1:
-            raise ValueError(f"test_sessions must be >= 1, got {self.test_sessions}")
-        if self.step_sessions is not None and self.step_sessions < 1:
-            raise ValueError(f"step_sessions must be >= 1 or None, got {self.step_sessions}")
-        if not 0.0 < self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
-        if self.min_val_sessions < 1:
-            raise ValueError(f"min_val_sessions must be >= 1, got {self.min_val_sessions}")
-        if self.gap_bars < 0:
-            raise ValueError(f"gap_bars must be >= 0, got {self.gap_bars}")
-        if self.windows is not None and self.windows < 1:
-            raise ValueError(f"windows must be >= 1 or None, got {self.windows}")
-        if self.max_windows is not None and self.max_windows < 1:
-            raise ValueError(f"max_windows must be >= 1 or None, got {self.max_windows}")
-
-    @property
-    def step(self) -> int:
-        """Sessions between window starts."""
-        return self.step_sessions or self.test_sessions
-
-    @property
-    def val_sessions(self) -> int:
-        """Sessions in the validation holdout."""
-        return max(self.min_val_sessions, int(np.ceil(self.val_fraction * self.train_sessions)))
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain dict for configs and reports."""
-        return asdict(self)
+__all__ = [
+    "InsufficientDataError",
+    "SessionRange",
+    "WalkForwardConfig",
+    "WalkForwardWindow",
+    "generate_windows",
+    "spread_indices",
+    "window_table",
+]
 
 
 @dataclass(frozen=True)
@@ -156,13 +106,13 @@ def generate_windows(
         return _tiling_windows(bars, config)
 
     def layout(test_start: int) -> WalkForwardWindow | None:
-        gap_test = _gap_sessions(bars, test_start, config.gap_bars)
+        gap_test = _gap_sessions(bars, test_start, config.purge_bars)
         train_stop = test_start - gap_test
         val = SessionRange(train_stop - config.val_sessions, train_stop)
         train_start = 0 if config.anchored else train_stop - config.train_sessions
         if train_start < 0 or val.start <= train_start:
             return None
-        gap_fit = _gap_sessions(bars, val.start, config.gap_bars)
+        gap_fit = _gap_sessions(bars, val.start, config.purge_bars)
         fit = SessionRange(train_start, val.start - gap_fit)
         if len(fit) < 1:
             if config.anchored:
@@ -206,7 +156,9 @@ def generate_windows(
 def _tiling_windows(bars: np.ndarray, config: WalkForwardConfig) -> list[WalkForwardWindow]:
     """``config.windows`` windows whose test ranges tile the data after the first fit."""
     assert config.windows is not None
-    probe = generate_windows(bars, replace(config, windows=None, test_sessions=1, max_windows=None))
+    probe = generate_windows(
+        bars, config.model_copy(update={"windows": None, "test_sessions": 1, "max_windows": None})
+    )
     first = probe[0].test.start
     available = len(bars) - first
     length = available // config.windows
@@ -216,7 +168,8 @@ def _tiling_windows(bars: np.ndarray, config: WalkForwardConfig) -> list[WalkFor
             f"{config.windows} test windows; lower windows or load more data"
         )
     tiled = generate_windows(
-        bars, replace(config, windows=None, test_sessions=length, max_windows=None)
+        bars,
+        config.model_copy(update={"windows": None, "test_sessions": length, "max_windows": None}),
     )[: config.windows]
     last = tiled[-1]
     tiled[-1] = replace(last, test=SessionRange(last.test.start, len(bars)))
@@ -254,82 +207,3 @@ def window_table(
             row[f"{name}_bars"] = int(bars[part.start : part.stop].sum())
         rows.append(row)
     return pd.DataFrame(rows).set_index("window")
-
-
-MODE_PRESETS: dict[str, WalkForwardConfig] = {
-    # Minutes on 2 CPU cores: one window whose test range is everything after the first
-    # 150 training sessions (~340 sessions of the default data: a Sharpe standard error of
-    # ~0.9 instead of ~5 for 10 sessions), 30 of them held out for validation (SE ~2.9).
-    "short": WalkForwardConfig(train_sessions=150, val_fraction=0.2, windows=1),
-    # The real experiment: about a year of training, monthly test windows, all of them.
-    "long": WalkForwardConfig(train_sessions=250, test_sessions=20),
-}
-"""Window presets behind ``--mode``; ``gap_bars`` is raised to the feature lookback at run time."""
-
-
-_SHORT_TRAINING: dict[str, Any] = {
-    # Small encoders so that a sequence mode trains at tens of steps per second on one CPU
-    # thread (benchmarks/README.md: T=64, width 64 costs 0.14-0.78 s per SAC step).
-    "sequence_length": 16,
-    "embedding_dim": 16,
-    "manual_hidden_dims": [32, 32],
-    "cnn_channels": 16,
-    "cnn_dilations": [1, 2, 4],
-    "lstm_hidden_size": 16,
-    "transformer_hidden_dim": 16,
-    "transformer_num_heads": 2,
-    "transformer_num_layers": 1,
-    "net_arch": [64, 64],
-    # One critic-trained encoder for actor and critic: 1.6-2.1x faster (benchmarks/README.md).
-    "share_features_extractor": True,
-    "shared_encoder_loss": "critic",
-    "total_timesteps": 10_000,
-    "learning_starts": 500,
-    "learning_rate": 1e-3,
-    "batch_size": 64,
-    "buffer_size": 10_000,
-    "train_freq": 2,
-    "eval_every_steps": 1_000,
-    "early_stop_window": 4,
-    "early_stop_smoothing": 2,
-    # TensorBoard stays on (the TrainingSettings default): the runner writes it under
-    # <output>/tensorboard; its cost is measured by benchmarks/bench_tensorboard.py.
-}
-
-
-@dataclass(frozen=True)
-class RunPreset:
-    """A run budget behind ``--mode``: how windows are cut and how each encoder trains.
-
-    ``training`` and ``per_mode`` are partial :class:`TrainingSettings` dicts (field name to
-    value) applied over its defaults, ``per_mode[mode]`` last; a config file's ``training``
-    section overrides both. Plain dicts keep this module free of the training imports.
-    """
-
-    walk_forward: WalkForwardConfig
-    """Window layout."""
-    training: Mapping[str, Any] = field(default_factory=dict)
-    """TrainingSettings overrides shared by every encoder mode."""
-    per_mode: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Extra TrainingSettings overrides of one encoder mode."""
-    description: str = ""
-    """One line for ``--help`` and the report."""
-
-    def training_overrides(self, mode: str) -> dict[str, Any]:
-        """The TrainingSettings overrides of ``mode``, ``encoder_mode`` included."""
-        return {**self.training, **self.per_mode.get(mode, {}), "encoder_mode": mode}
-
-
-RUN_PRESETS: dict[str, RunPreset] = {
-    "short": RunPreset(
-        walk_forward=MODE_PRESETS["short"],
-        training=_SHORT_TRAINING,
-        description="1 window tiling the range (test = all after 150 training sessions), "
-        "small shared encoders (T=16, width 16), 10k steps: minutes on 2 CPU cores",
-    ),
-    "long": RunPreset(
-        walk_forward=MODE_PRESETS["long"],
-        description="every window, TrainingSettings defaults (T=64, width 64, 200k steps)",
-    ),
-}
-"""Run-budget presets behind ``--mode``: windows plus per-mode training settings."""

@@ -21,7 +21,8 @@ Layout of a run directory::
 
     <output>/run.json                           spec (config, seed), data range + hash,
                                                 windows, provenance; written at start
-    <output>/windows/w00/<mode>/result.json     metrics, timings, series of one job
+    <output>/windows/w00/<mode>/result.json     metrics, timings, per-bar series and
+                                                per-session returns (model, baselines)
     <output>/windows/w00/<mode>/model_<SYM>/    model bundle (save_bundle)
 
 Seeds: every job trains with :func:`job_seed` ``(run seed, window dates, mode, replicate)``,
@@ -51,13 +52,15 @@ import numpy as np
 import pandas as pd
 import torch as th
 
-from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig, TrainingSettings, config_from_dict
+from backend.config.experiment import ExperimentConfig
 from backend.data_download.dataset import SymbolDataset, bar_range
+from backend.data_download.feature_config import FeatureConfig
+from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.evaluation.baselines import run_baselines_for_env
 from backend.evaluation.metrics import PerformanceMetrics, compute_metrics
 from backend.evaluation.rollout import PolicyState, rollout_policy
+from backend.evaluation.session_stats import per_session_returns
 from backend.models.model_manager import save_bundle
 from backend.training import executors
 from backend.training.train import train_on_range
@@ -83,7 +86,7 @@ __all__ = [
 
 RUN_FILE = "run.json"
 RESULT_FILE = "result.json"
-RESULT_SCHEMA = 1
+RESULT_SCHEMA = 2
 """Bumped when ``result.json`` changes shape; other versions are not trusted on resume."""
 
 METRIC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PerformanceMetrics))
@@ -96,44 +99,90 @@ METRIC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Perfor
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything a job needs, picklable for worker processes and saved in ``run.json``."""
+    """Everything a job needs, picklable for worker processes and saved in ``run.json``.
+
+    The experiment is one resolved :class:`ExperimentConfig`; each job trains
+    ``config.for_mode(mode)`` with its own derived seed.
+    """
 
     output_dir: str
     """Run directory (``<output>``)."""
     data_dir: str
-    """Bar store root."""
-    symbols: tuple[str, ...]
-    """Tickers; each gets its own model per (window, mode)."""
-    modes: tuple[str, ...]
-    """Encoder modes, in report order (``manual`` first when present)."""
-    preset: str
-    """Run-budget preset name (``short``/``long``), for the record."""
-    seed: int
-    """Run seed; job seeds derive from it (:func:`derive_seed`)."""
-    stochastic_eval: bool
-    """Sample actions on the test range (seeded) instead of taking the mean action."""
-    walk_forward: WalkForwardConfig
-    """Window layout actually used (purge gap resolved)."""
-    features: FeatureConfig
-    """Feature set."""
-    env: EnvConfig
-    """Costs and reward of training and test (observation layout set per encoder)."""
-    training: Mapping[str, TrainingSettings]
-    """Training settings per mode (seed replaced per job)."""
-    start: str | None = None
-    """First date loaded, as given on the command line."""
-    end: str | None = None
-    """Last date loaded, as given on the command line."""
+    """Bar store root actually read (``config.data.data_dir`` resolved)."""
+    config: ExperimentConfig
+    """The resolved experiment (preset + file + flags; purge gap derived)."""
     synthetic: bool = False
     """Whether the data are the embedded synthetic market."""
-    market: str | None = None
-    """Ground-truth scenario of the synthetic market (``synthetic_market.MARKET_NAMES``);
-    None for real data, which never carries a scenario."""
-    seeds: int = 1
-    """Training replicates per (window, mode), each with its own derived seed."""
+
+    @property
+    def market(self) -> str | None:
+        """Ground-truth scenario of the synthetic market (``data.market``).
+
+        None for real data, which never carries a scenario.
+        """
+        return self.config.data.market if self.synthetic else None
+
+    @property
+    def seeds(self) -> int:
+        """Training replicates per (window, mode) (``walk_forward.seeds``)."""
+        return self.config.walk_forward.seeds
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Tickers; each gets its own model per (window, mode)."""
+        return self.config.data.symbols
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """Encoder modes, in report order (``manual`` first when present)."""
+        return self.config.modes
+
+    @property
+    def preset(self) -> str:
+        """Run preset name, for the record (``custom`` when none was applied)."""
+        return self.config.preset or "custom"
+
+    @property
+    def seed(self) -> int:
+        """Run seed (``training.seed``); job seeds derive from it (:func:`derive_seed`)."""
+        return self.config.training.seed
+
+    @property
+    def stochastic_eval(self) -> bool:
+        """Sample actions on the test range (seeded) instead of taking the mean action."""
+        return self.config.stochastic_eval
+
+    @property
+    def walk_forward(self) -> WalkForwardConfig:
+        """Window layout (purge gap resolved)."""
+        return self.config.walk_forward
+
+    @property
+    def features(self) -> FeatureConfig:
+        """Feature set."""
+        return self.config.features
+
+    @property
+    def env(self) -> EnvConfig:
+        """Costs of training and test (observation layout set per encoder)."""
+        return self.config.env
+
+    @property
+    def start(self) -> str | None:
+        """First date loaded."""
+        return self.config.data.start
+
+    @property
+    def end(self) -> str | None:
+        """Last date loaded."""
+        return self.config.data.end
+
+    def experiment_for(self, mode: str) -> ExperimentConfig:
+        """The experiment the jobs of ``mode`` train (before their seed is derived)."""
+        return self.config.for_mode(mode)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form; :meth:`from_dict` reverses it."""
+        """JSON-ready form, summary keys plus the full ``config``; :meth:`from_dict` reverses it."""
         return {
             "output_dir": self.output_dir,
             "data_dir": self.data_dir,
@@ -142,39 +191,28 @@ class RunSpec:
             "preset": self.preset,
             "seed": self.seed,
             "stochastic_eval": self.stochastic_eval,
-            "walk_forward": self.walk_forward.to_dict(),
-            "features": self.features.to_dict(),
-            "env": self.env.to_dict(),
-            "training": {m: s.to_dict() for m, s in self.training.items()},
             "start": self.start,
             "end": self.end,
             "synthetic": self.synthetic,
             "market": self.market,
             "seeds": self.seeds,
+            "config": self.config.model_dump(mode="json"),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
-        """Rebuild from :meth:`to_dict` output (e.g. ``run.json`` on ``--resume``)."""
+        """Rebuild from :meth:`to_dict` output (e.g. ``run.json`` on ``--resume``).
+
+        Raises:
+            ConfigError: if the recorded config does not validate.
+        """
+        from backend.config.experiment import resolve_experiment
+
         return cls(
             output_dir=str(data["output_dir"]),
             data_dir=str(data["data_dir"]),
-            symbols=tuple(data["symbols"]),
-            modes=tuple(data["modes"]),
-            preset=str(data["preset"]),
-            seed=int(data["seed"]),
-            stochastic_eval=bool(data["stochastic_eval"]),
-            walk_forward=config_from_dict(WalkForwardConfig, data["walk_forward"]),
-            features=config_from_dict(FeatureConfig, data["features"]),
-            env=EnvConfig.from_dict(data["env"]),
-            training={
-                m: config_from_dict(TrainingSettings, s) for m, s in data["training"].items()
-            },
-            start=data.get("start"),
-            end=data.get("end"),
+            config=resolve_experiment(file=data["config"]),
             synthetic=bool(data.get("synthetic", False)),
-            market=data.get("market"),
-            seeds=int(data.get("seeds", 1)),
         )
 
 
@@ -303,6 +341,7 @@ def load_complete_result(path: str | Path, job: Job, spec: RunSpec) -> dict[str,
             entry = data["symbols"][symbol]
             ok = ok and all(k in entry["metrics"] for k in METRIC_FIELDS)
             ok = ok and len(entry["series"]["net_returns"]) == entry["metrics"]["n_bars"]
+            ok = ok and len(entry["sessions"]["net_returns"]) == len(entry["sessions"]["dates"])
             ok = ok and (p.parent / entry["bundle"] / "metadata.json").is_file()
     except (KeyError, TypeError):
         return None
@@ -399,8 +438,43 @@ def _peak_rss_mib() -> float:
     return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
 
 
+def session_dates(timestamps: np.ndarray) -> np.ndarray:
+    """New York trading date (``YYYY-MM-DD``) of each bar start (int64 ns UTC)."""
+    ny = pd.DatetimeIndex(pd.to_datetime(np.asarray(timestamps, dtype=np.int64), utc=True))
+    return np.asarray(ny.tz_convert("America/New_York").strftime("%Y-%m-%d"))
+
+
+def session_block(
+    timestamps: np.ndarray, net_returns: np.ndarray, baselines: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
+    """Per-session net returns of the model and of each baseline on the same bars.
+
+    The unit of inference of the report (:mod:`backend.evaluation.session_stats`): each
+    session's bars compounded. The baselines are simulated on exactly the test bars the
+    model traded, so both cover the same sessions; a mismatch is a bug and raises.
+    """
+    dates = session_dates(timestamps)
+    days, model = per_session_returns(net_returns, dates)
+    bars = np.unique(dates, return_counts=True)
+    out: dict[str, Any] = {
+        "dates": days.tolist(),
+        "bars": [int(bars[1][bars[0] == d][0]) for d in days],
+        "net_returns": model.tolist(),
+        "baselines": {},
+    }
+    for name, series in baselines.items():
+        if len(series) != len(net_returns):
+            raise RuntimeError(
+                f"baseline {name!r}: {len(series)} test bars but the model traded "
+                f"{len(net_returns)}"
+            )
+        _, values = per_session_returns(series, dates)
+        out["baselines"][name] = values.tolist()
+    return out
+
+
 def _train_and_test_symbol(
-    spec: RunSpec, job: Job, symbol: str, settings: TrainingSettings, out_dir: Path
+    spec: RunSpec, job: Job, symbol: str, config: ExperimentConfig, out_dir: Path
 ) -> dict[str, Any]:
     """Train, bundle, test and baseline one symbol of one job."""
     ds = load_dataset(spec, symbol)
@@ -409,12 +483,12 @@ def _train_and_test_symbol(
     test = (pd.Timestamp(job.test[0]), pd.Timestamp(job.test[1]))
     if th.cuda.is_available():
         th.cuda.reset_peak_memory_stats()
+    settings = config.training
     result = train_on_range(
         ds,
         fit,
         val,
-        settings,
-        spec.env,
+        config,
         run_name=f"w{job.window:02d}_{job.folder}_{symbol}",
         progress_bar=False,
         # One attention-entropy probe per validation evaluation, so short runs log it too.
@@ -422,8 +496,8 @@ def _train_and_test_symbol(
     )
     arrays = ds.arrays(result.normalizer)
     test_range = bar_range(arrays, *ds.session_bounds(*test))
-    test_cfg = dataclasses.replace(result.env_config, episode_sessions=0, random_start=False)
-    env = _RecordingEnv(arrays, test_cfg, test_range)
+    test_cfg = result.env_config.model_copy(update={"episode_sessions": 0, "random_start": False})
+    env = _RecordingEnv(arrays, test_cfg, test_range, reward=config.reward)
     policy = _TimedPolicy(result.model)
     if spec.stochastic_eval:
         # SB3 samples actions from torch's global generator: seed it so that a stochastic
@@ -450,9 +524,7 @@ def _train_and_test_symbol(
         out_dir / bundle_name,
         result.model,
         result.normalizer,
-        settings=settings,
-        env_config=result.env_config,
-        feature_config=spec.features,
+        config=result.config,
         metadata={
             "symbols": [symbol],
             "seed": settings.seed,
@@ -480,6 +552,11 @@ def _train_and_test_symbol(
         "test_bar_range": list(test_range),
         "bundle": bundle_name,
         "baselines": {name: b.metrics for name, b in baselines.items()},
+        "sessions": session_block(
+            rollout.timestamps,
+            rollout.net_returns,
+            {name: b.simulation.net_returns for name, b in baselines.items()},
+        ),
         "series": {
             "timestamps": rollout.timestamps.tolist(),
             "net_returns": rollout.net_returns.tolist(),
@@ -500,14 +577,14 @@ def run_job(spec: RunSpec, job: Job) -> dict[str, Any]:
     out_dir = job_dir(spec.output_dir, job)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = job_seed(spec.seed, job)
-    settings = dataclasses.replace(spec.training[job.mode], seed=seed)
-    if settings.tensorboard_log is not None:
-        settings = dataclasses.replace(
-            settings, tensorboard_log=str(Path(spec.output_dir) / "tensorboard")
-        )
+    config = spec.experiment_for(job.mode)
+    training: dict[str, Any] = {"seed": seed}
+    if config.training.tensorboard_log is not None:
+        training["tensorboard_log"] = str(Path(spec.output_dir) / "tensorboard")
+    config = config.model_copy(update={"training": config.training.replace(**training)})
     started = time.perf_counter()
     per_symbol = {
-        symbol: _train_and_test_symbol(spec, job, symbol, settings, out_dir)
+        symbol: _train_and_test_symbol(spec, job, symbol, config, out_dir)
         for symbol in spec.symbols
     }
     payload = {

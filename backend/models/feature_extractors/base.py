@@ -16,21 +16,78 @@ mode-specific *body*, and returns::
 * ``account_proj``: ``Linear(3, account_dim) -> Tanh``.
 
 So ``features_dim = embedding_dim + account_dim`` for every mode, and switching
-``encoder_mode`` changes nothing else in the SAC setup.
+``encoder.name`` changes nothing else in the SAC setup.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import torch as th
 from gymnasium import spaces
+from pydantic import model_validator
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from backend.config.encoder_config import EncoderConfigBase
+from backend.utils.config_model import ConfigModel, PosInt
+
+Activation = Literal["relu", "gelu", "tanh", "silu"]
+"""Activation names shared by every encoder config."""
+
+EncoderSize = Literal["tiny", "small", "base", "large"]
+"""Size presets every encoder config carries (``base`` = the field defaults)."""
+
+ENCODER_SIZES: tuple[str, ...] = get_args(EncoderSize)
+
+SizePresets = Mapping[str, Mapping[str, Any]]
+"""``{size: {field: value}}``: the field values a size stands for."""
+
+
+class EncoderConfigBase(ConfigModel):
+    """Fields every encoder shares: its name, size preset and output widths.
+
+    ``size`` picks one of the config's :attr:`size_presets` as the base of every field it
+    lists; fields given explicitly override it (``{name: transformer, size: tiny,
+    n_layers: 2}``). ``base`` is the field defaults.
+    """
+
+    size_presets: ClassVar[SizePresets] = {}
+    """Per-size field values; subclasses define all of :data:`ENCODER_SIZES`."""
+
+    name: str
+    """Registry key of the encoder (the discriminator of the ``encoder`` section)."""
+
+    size: EncoderSize = "base"
+    """Size preset the unset fields come from: ``tiny`` (the ``short`` run preset: width
+    16, minutes on a CPU), ``small``, ``base`` (the field defaults) or ``large``."""
+
+    embedding_dim: PosInt = 64
+    """Size of the encoder's embedding of the features or window, before the account
+    projection is appended."""
+
+    account_dim: PosInt = 16
+    """Width of the learned projection of the account vector (position, unrealized PnL,
+    session fraction left). Projected rather than passed raw because PnL fractions are
+    orders of magnitude smaller than the bounded embedding."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_size(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        size = data.get("size", "base")
+        if size not in cls.size_presets:
+            return data  # the field's own Literal check reports it
+        return {**cls.size_presets[size], **data}
+
+    @property
+    def features_dim(self) -> int:
+        """Number of features the encoder outputs: ``embedding_dim + account_dim``."""
+        return self.embedding_dim + self.account_dim
+
 
 ObservationKind = Literal["flat", "sequence"]
 """Which observation layout an encoder reads (the env's ``use_sequence_encoder`` flag)."""
@@ -101,7 +158,7 @@ def check_observation_space(
             raise TypeError(
                 f"{owner} needs flat observations {sorted(FLAT_KEYS)} but got a sequence-mode "
                 f"space {sorted(keys)}: set use_sequence_encoder=False in the env, or pick a "
-                "sequence encoder_mode ('cnn', 'lstm', 'transformer')"
+                "sequence encoder (encoder name 'cnn', 'lstm' or 'transformer')"
             )
         if not FLAT_KEYS <= keys:
             raise TypeError(f"{owner} needs keys {sorted(FLAT_KEYS)}, got {sorted(keys)}")
@@ -114,7 +171,7 @@ def check_observation_space(
             raise TypeError(
                 f"{owner} needs sequence observations {sorted(SEQUENCE_KEYS)} but got a "
                 f"flat-mode space {sorted(keys)}: set use_sequence_encoder=True in the env, "
-                "or use encoder_mode='manual'"
+                "or use the flat encoder name 'manual'"
             )
         if not SEQUENCE_KEYS <= keys:
             raise TypeError(f"{owner} needs keys {sorted(SEQUENCE_KEYS)}, got {sorted(keys)}")
@@ -171,13 +228,14 @@ class EncoderBase(BaseFeaturesExtractor, abc.ABC):
 
     observation_kind: ClassVar[ObservationKind]
     config_class: ClassVar[type[EncoderConfigBase]]
+    """Set by :func:`~backend.models.feature_extractors.registry.register_encoder`."""
 
     def __init__(
         self, observation_space: spaces.Dict, config: EncoderConfigBase | None = None
     ) -> None:
         name = type(self).__name__
         if config is None:
-            config = self.config_class()
+            config = self.config_class.model_validate({})
         elif not isinstance(config, self.config_class):
             raise TypeError(
                 f"{name} takes a {self.config_class.__name__}, got {type(config).__name__}"

@@ -3,20 +3,81 @@
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
+from pydantic import field_validator
 from torch import nn
 
-from backend.config.encoder_config import CNNConfig, EncoderConfigBase
 from backend.models.feature_extractors.base import (
     ACTIVATIONS,
     ObservationDims,
     SequenceEncoderBase,
     masked_mean,
 )
+from backend.models.feature_extractors.registry import (
+    Activation,
+    EncoderConfigBase,
+    SizePresets,
+    register_encoder,
+)
+from backend.utils.config_model import PosInt, Probability
+
+CNNPooling = Literal["last_mean", "last", "mean", "max"]
+"""How the CNN reduces its (T, C) output to one vector; all respect the padding mask."""
+
+
+class CNNConfig(EncoderConfigBase):
+    """A causal, dilated temporal CNN (TCN, Bai et al. 2018) over the (T, F) window."""
+
+    size_presets: ClassVar[SizePresets] = {
+        "tiny": {"embedding_dim": 16, "channels": 16, "dilations": (1, 2, 4)},
+        "small": {"embedding_dim": 32, "channels": 32},
+        "base": {},
+        "large": {"embedding_dim": 128, "channels": 128, "dilations": (1, 2, 4, 8, 16)},
+    }
+
+    name: Literal["cnn"] = "cnn"
+    """The temporal CNN over the bar window (sequence observations)."""
+
+    channels: PosInt = 64
+    """Channels of every convolution (the per-bar width after the input projection)."""
+
+    kernel_size: PosInt = 3
+    """Temporal kernel size of each causal convolution."""
+
+    dilations: tuple[PosInt, ...] = (1, 2, 4, 8)
+    """One residual causal-conv block per entry, with that dilation. The receptive field is
+    ``1 + (kernel_size - 1) * sum(dilations)`` bars (31 at defaults)."""
+
+    pooling: CNNPooling = "last_mean"
+    """Masked reduction over time. ``last_mean`` (default) concatenates the newest bar's
+    output with the masked mean over the window: the freshest bars carry most short-horizon
+    information, and mean pooling alone dilutes them by 1/T (a planted one-bar momentum
+    signal was not learned with ``mean``; see tests/test_learning.py). ``mean``/``max``
+    cover the whole window; ``last`` only sees the receptive field before the newest bar
+    (the encoder warns when that is < T)."""
+
+    dropout: Probability = 0.0
+    """Dropout after each convolution, in ``[0, 1)``. 0 by default: SAC's critic targets
+    are computed in eval mode, so dropout makes the online and target critics disagree."""
+
+    activation: Activation = "gelu"
+    """Nonlinearity after each convolution."""
+
+    @field_validator("dilations")
+    @classmethod
+    def _at_least_one_block(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("dilations must name at least one conv block")
+        return value
+
+    @property
+    def receptive_field(self) -> int:
+        """Bars (including the current one) that one output time step can see."""
+        return 1 + (self.kernel_size - 1) * sum(self.dilations)
 
 
 class CausalConvBlock(nn.Module):
@@ -82,6 +143,7 @@ class TemporalCNN(nn.Module):
         return masked_mean(h, valid)  # (B, C)
 
 
+@register_encoder(CNNConfig)
 class CNNEncoder(SequenceEncoderBase):
     """1D temporal CNN (TCN; Bai, Kolter & Koltun 2018) over the ``(T, F)`` window.
 
@@ -94,8 +156,6 @@ class CNNEncoder(SequenceEncoderBase):
     Parameter count at defaults (F=30, T=64, account 3): 60,480 (body 52,032, head 8,384,
     account projection 64); ``features_dim`` = 64 + 16 = 80.
     """
-
-    config_class: ClassVar[type[EncoderConfigBase]] = CNNConfig
 
     def __init__(self, observation_space: spaces.Dict, config: CNNConfig | None = None) -> None:
         super().__init__(observation_space, config)

@@ -2,19 +2,61 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch as th
 from gymnasium import spaces
+from pydantic import model_validator
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from backend.config.encoder_config import EncoderConfigBase, LSTMConfig
 from backend.models.feature_extractors.base import (
     ObservationDims,
     SequenceEncoderBase,
     masked_mean,
 )
+from backend.models.feature_extractors.registry import (
+    EncoderConfigBase,
+    SizePresets,
+    register_encoder,
+)
+from backend.utils.config_model import PosInt, Probability
+
+SequencePooling = Literal["last", "mean"]
+"""How the LSTM/Transformer reduce their (T, D) output: newest bar or masked mean."""
+
+
+class LSTMConfig(EncoderConfigBase):
+    """An LSTM run oldest to newest over the real (unpadded) bars of the window."""
+
+    size_presets: ClassVar[SizePresets] = {
+        "tiny": {"embedding_dim": 16, "hidden_size": 16},
+        "small": {"embedding_dim": 32, "hidden_size": 32},
+        "base": {},
+        "large": {"embedding_dim": 128, "hidden_size": 128, "num_layers": 2},
+    }
+
+    name: Literal["lstm"] = "lstm"
+    """The LSTM over the bar window (sequence observations)."""
+
+    hidden_size: PosInt = 64
+    """LSTM hidden state size (projected to ``embedding_dim`` afterwards)."""
+
+    num_layers: PosInt = 1
+    """Stacked LSTM layers."""
+
+    dropout: Probability = 0.0
+    """Dropout between stacked LSTM layers, in ``[0, 1)``; needs ``num_layers > 1`` (torch
+    ignores it otherwise, so asking for it there is a config error)."""
+
+    pooling: SequencePooling = "last"
+    """``last``: the state after the newest bar; ``mean``: masked mean of all real steps."""
+
+    @model_validator(mode="after")
+    def _dropout_needs_layers(self) -> LSTMConfig:
+        if self.dropout > 0.0 and self.num_layers == 1:
+            raise ValueError("dropout acts between LSTM layers and needs num_layers > 1")
+        return self
 
 
 class PackedLSTM(nn.Module):
@@ -68,6 +110,7 @@ class PackedLSTM(nn.Module):
         return masked_mean(padded, real_first)  # (B, H)
 
 
+@register_encoder(LSTMConfig)
 class LSTMEncoder(SequenceEncoderBase):
     """LSTM (Hochreiter & Schmidhuber 1997) over the window's real bars -> embedding.
 
@@ -78,8 +121,6 @@ class LSTMEncoder(SequenceEncoderBase):
     Parameter count at defaults (F=30, T=64, account 3): 28,928 (body 24,576, head 4,288,
     account projection 64); ``features_dim`` = 64 + 16 = 80.
     """
-
-    config_class: ClassVar[type[EncoderConfigBase]] = LSTMConfig
 
     def __init__(self, observation_space: spaces.Dict, config: LSTMConfig | None = None) -> None:
         super().__init__(observation_space, config)

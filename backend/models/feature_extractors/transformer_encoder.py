@@ -10,20 +10,121 @@ Longformer); and the attention maps of the last forward pass for inspection.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
+from pydantic import Field, model_validator
 from torch import nn
 
-from backend.config.encoder_config import EncoderConfigBase, TransformerConfig
 from backend.models.feature_extractors.base import (
     ACTIVATIONS,
     ObservationDims,
     SequenceEncoderBase,
     masked_mean,
 )
+from backend.models.feature_extractors.lstm_encoder import SequencePooling
+from backend.models.feature_extractors.registry import (
+    Activation,
+    EncoderConfigBase,
+    SizePresets,
+    register_encoder,
+)
+from backend.utils.config_model import PosInt, Probability, StrictBool
+
+PositionalEncoding = Literal["sinusoidal", "learned", "none"]
+"""Transformer position signal; ``none`` is only allowed when something else orders bars."""
+
+TemporalDecay = Literal["none", "fixed", "learnable"]
+"""ALiBi-style distance penalty on attention scores: off, fixed slopes, or learned slopes."""
+
+
+class TransformerConfig(EncoderConfigBase):
+    """A small Transformer encoder over the window, with masks and attention maps."""
+
+    size_presets: ClassVar[SizePresets] = {
+        "tiny": {"embedding_dim": 16, "d_model": 16, "n_heads": 2, "n_layers": 1, "ff_dim": 32},
+        "small": {"embedding_dim": 32, "d_model": 32, "n_heads": 4, "n_layers": 2, "ff_dim": 64},
+        "base": {},
+        "large": {
+            "embedding_dim": 128,
+            "d_model": 128,
+            "n_heads": 8,
+            "n_layers": 4,
+            "ff_dim": 256,
+        },
+    }
+
+    name: Literal["transformer"] = "transformer"
+    """The Transformer over the bar window (sequence observations)."""
+
+    d_model: PosInt = 64
+    """Model width (per-bar token size); must be divisible by ``n_heads``."""
+
+    n_heads: PosInt = 4
+    """Attention heads per layer."""
+
+    n_layers: PosInt = 2
+    """Encoder layers."""
+
+    ff_dim: PosInt = 128
+    """Hidden width of each layer's feed-forward block."""
+
+    dropout: Probability = 0.0
+    """Dropout on attention weights, residual branches and the input, in ``[0, 1)``. 0 by
+    default for the same reason as ``CNNConfig.dropout``."""
+
+    norm_first: StrictBool = True
+    """Pre-layer-norm (True; trains stably without warm-up, Xiong et al. 2020) or the
+    original post-layer-norm (False)."""
+
+    activation: Activation = "gelu"
+    """Nonlinearity in the feed-forward block."""
+
+    positional_encoding: PositionalEncoding = "sinusoidal"
+    """Position signal added to tokens, indexed by bar age (0 = newest), so a window padded
+    to any length encodes its real bars the same way. ``none`` requires ``causal`` or a
+    ``temporal_decay``: otherwise attention cannot tell the order of bars."""
+
+    temporal_decay: TemporalDecay = "none"
+    """ALiBi attention bias ``-m_h * |i - j|`` with a per-head slope ``m_h`` (Press et al.
+    2022, "Train Short, Test Long"): nearer bars weigh more. ``fixed`` uses the paper's
+    geometric slopes; ``learnable`` starts there and learns positive slopes."""
+
+    local_window: tuple[Annotated[int, Field(strict=True, ge=1)] | None, ...] | None = None
+    """Per-layer sliding-window attention (Longformer-style, Beltagy et al. 2020): entry ``w``
+    lets query ``i`` see keys with ``|i - j| < w`` (with ``causal``, the last ``w`` bars);
+    ``null`` is global. E.g. ``[20, null]``. Length must equal ``n_layers``."""
+
+    causal: StrictBool = False
+    """Forbid attention to newer bars within the window. The whole window is in the past of
+    the decision, so this is a modelling choice, not a look-ahead guard."""
+
+    pooling: SequencePooling = "last"
+    """``last``: the newest bar's token (always real); ``mean``: masked mean over real bars."""
+
+    store_attention: StrictBool = False
+    """Compute attention weights explicitly and keep them in ``last_attention`` (slower);
+    otherwise use fused ``scaled_dot_product_attention``. Can be toggled at run time."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TransformerConfig:
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"d_model (width) {self.d_model} must be divisible by n_heads {self.n_heads}"
+            )
+        if self.local_window is not None and len(self.local_window) != self.n_layers:
+            raise ValueError(
+                f"local_window has {len(self.local_window)} entries but n_layers is "
+                f"{self.n_layers}: give one window (or null for global) per layer"
+            )
+        if self.positional_encoding == "none" and self.temporal_decay == "none" and not self.causal:
+            raise ValueError(
+                "positional_encoding='none' with temporal_decay='none' and causal=False makes "
+                "attention blind to bar order; enable one of them"
+            )
+        return self
 
 
 def alibi_slopes(n_heads: int) -> list[float]:
@@ -240,6 +341,7 @@ class WindowTransformer(nn.Module):
         return masked_mean(x, valid)  # (B, D)
 
 
+@register_encoder(TransformerConfig)
 class TransformerEncoder(SequenceEncoderBase):
     """Small Transformer encoder over the ``(T, F)`` window -> embedding.
 
@@ -256,8 +358,6 @@ class TransformerEncoder(SequenceEncoderBase):
     account projection 64); ``positional_encoding='learned'`` adds 4,096 (T x d_model),
     ``temporal_decay='learnable'`` adds 4 (one slope per head). ``features_dim`` = 80.
     """
-
-    config_class: ClassVar[type[EncoderConfigBase]] = TransformerConfig
 
     def __init__(
         self, observation_space: spaces.Dict, config: TransformerConfig | None = None
