@@ -283,7 +283,7 @@ def resolve_data_dir(config: ExperimentConfig) -> tuple[Path, bool]:
         if present and all(s in present for s in config.data.symbols):
             return DEFAULT_DATA_DIR, False
     market = config.data.market
-    target = SYNTHETIC_DIR if market == "null" else DEFAULT_DATA_DIR / f"synthetic_{market}"
+    target = SYNTHETIC_DIR if market == "null" else SYNTHETIC_DIR.with_name(f"synthetic_{market}")
     return ensure_synthetic_dataset(target, market_scenario(market)), True
 
 
