@@ -54,6 +54,7 @@ import pandas as pd
 from backend.data_download.csv_store import session_csv_path, symbol_dir, write_csv_atomic
 from backend.data_download.loader import parse_csvs
 from backend.data_download.resample import RULE, resample_bars
+from backend.data_download.row_checks import ZERO_VOLUME_SYMBOLS
 from backend.data_download.schema import (
     DEFAULT_INTERVAL,
     INTERVALS,
@@ -61,7 +62,8 @@ from backend.data_download.schema import (
     OHLCV_COLUMNS,
     Severity,
 )
-from backend.data_download.validation import ZERO_VOLUME_SYMBOLS, validate_bars
+from backend.data_download.validation import validate_bars
+from backend.database.bar_database import BarDatabase, DatabaseError
 
 _SYMBOL_RE = re.compile(r"^\^?[A-Za-z][A-Za-z0-9.\-]{0,14}$")
 _TICKER_STEM_RE = re.compile(r"^\^?[A-Z][A-Z0-9.]{0,9}$")
@@ -153,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep pre- and post-market bars (04:00-20:00 New York)",
     )
     parser.add_argument(
+        "--database",
+        type=Path,
+        default=None,
+        help="also add the converted bars to this bar database (backend/database; e.g. "
+        "data/database): identical bars already there are skipped, differing ones refused",
+    )
+    parser.add_argument(
         "--drop-bad-rows",
         action="store_true",
         help="write the valid rows even when some rows have errors",
@@ -170,6 +179,7 @@ class SymbolOutcome:
         written: Session files created or replaced.
         unchanged: Session files that already held the same bars.
         skipped: Session files left alone because their bars differ (no ``--overwrite``).
+        database_refused: ``--database`` refused the bars (they conflict with stored ones).
     """
 
     symbol: str
@@ -178,11 +188,16 @@ class SymbolOutcome:
     written: int = 0
     unchanged: int = 0
     skipped: int = 0
+    database_refused: bool = False
 
     @property
     def failed(self) -> bool:
         """Whether this symbol makes the run exit with status 1."""
-        return (self.n_errors > 0 and not self.dropped_errors) or self.skipped > 0
+        return (
+            (self.n_errors > 0 and not self.dropped_errors)
+            or self.skipped > 0
+            or self.database_refused
+        )
 
 
 def _same_bars(path: Path, new: pd.DataFrame, interval: str) -> bool:
@@ -302,6 +317,19 @@ def convert_symbol(
             f"  {len(differing)} existing session file(s) hold different bars and were left "
             f"alone (pass --overwrite to replace them): {shown}"
         )
+    if args.database is not None:
+        try:
+            added = BarDatabase(args.database).add_bars(
+                symbol, args.interval, bars, sources=[str(p) for p in inputs]
+            )
+        except DatabaseError as exc:
+            outcome.database_refused = True
+            echo(f"  database {args.database}: refused: {exc}")
+        else:
+            echo(
+                f"  database {args.database}: {added.added} bar(s) added, "
+                f"{added.already_stored} already stored"
+            )
     return outcome
 
 

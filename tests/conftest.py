@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,8 +16,13 @@ import pytest
 from backend.data_download.csv_store import write_sessions
 from backend.data_download.market_calendar import expected_bar_starts, session_schedule
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-"""Real market files for tests (see its README.md); absent on users' machines."""
+SHARED_DATA = Path(
+    os.environ.get("YOOPRL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+"""Real market files for tests (see its README.md); absent on users' machines.
+
+``../shared/data`` beside the checkout, or ``YOOPRL_SHARED_DATA`` for a checkout elsewhere
+(a git worktree)."""
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ from console_support import (
     SUPERVISOR_TOKEN,
     TRADER_TOKEN,
     build_live_stack,
-    serve,
 )
+from loopback import serve
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.api.console import (

@@ -23,8 +23,8 @@ from console_support import (
     SUPERVISOR_TOKEN,
     TRADER_TOKEN,
     build_live_stack,
-    serve,
 )
+from loopback import serve
 
 from backend.api.console import ConsoleSettings, create_app
 

@@ -290,7 +290,7 @@ def _narrator_app(fake: FakeNarrator) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def narrator() -> Iterator[tuple[FakeNarrator, str]]:
-    from console_support import serve
+    from loopback import serve
 
     fake = FakeNarrator()
     with serve(_narrator_app(fake)) as url:

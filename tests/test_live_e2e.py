@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch as th
-import uvicorn
 from fastapi import FastAPI
+from loopback import serve
 
 from backend.config.live_config import GuardConfig, LiveConfig, SupervisorConfig
 from backend.execution.broker import PaperBroker
@@ -51,20 +48,8 @@ def supervisor_url() -> Iterator[tuple[str, dict[str, int]]]:
             "model": "stub",
         }
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}", calls
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with serve(app) as url:
+        yield url, calls
 
 
 def test_replay_with_bundle_and_stub_supervisor(

@@ -24,11 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,8 +34,7 @@ import httpx
 import pandas as pd
 import pytest
 import torch as th
-import uvicorn
-from fastapi import FastAPI
+from loopback import serve
 
 from backend.api.live_routes import create_app as create_live_app
 from backend.config.live_config import GuardConfig, LiveConfig, load_live_config
@@ -73,27 +68,6 @@ HALTED_BARS = 8
 """Bars between the Halt and the supervisor resume (2 h: the headline leaves the 1 h window)."""
 SUP_RESUMED_BARS = 4
 """Bars between the supervisor resume and the trader's resume."""
-
-
-@contextmanager
-def _serve(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1:<ephemeral> in a daemon thread; bounded start and stop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        assert server.started, "uvicorn did not start within 10 s"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
-        sock.close()
 
 
 class SimClock:
@@ -158,8 +132,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, tiny_live_bundle: Path) -> Ite
         live_db = str(root / "live.sqlite")
         live_app = create_live_app(StateStore(live_db), token=os.environ[LIVE_TOKEN_ENV])
         with (
-            _serve(sup_app) as sup_url,
-            _serve(live_app) as live_url,
+            serve(sup_app) as sup_url,
+            serve(live_app) as live_url,
             httpx.Client(timeout=5.0, trust_env=False) as http,
         ):
             yield _scenario(bundle, supervisor, clock, news, sup_url, live_url, live_db, http)

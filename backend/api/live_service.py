@@ -1,10 +1,12 @@
 """Start-up of the live trader process: config, state file, broker, API thread, feed.
 
-``python -m backend.api.live_service --bundle DIR --config FILE`` (``python -m
-backend.execution.live_trader`` is the same command). Bad start-up conditions end the
-process with exit code 2 and one line on stderr naming what is wrong (a damaged or
-read-only state file, a missing one under ``--require-state``, an unknown broker, a bad
-config), never with a traceback.
+``python -m backend.api.live_service --config FILE [--bundle DIR]`` (``python -m
+backend.execution.live_trader`` is the same command). Without ``--bundle`` the trader loads
+the promoted version of its model from the model registry (``registry_root`` and
+``registry_model`` of the live config, or ``--registry`` / ``--model``). Bad start-up
+conditions end the process with exit code 2 and one line on stderr naming what is wrong (a
+damaged or read-only state file, a missing one under ``--require-state``, an unknown broker,
+a bad config, no promoted model), never with a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from backend.config.live_config import LiveConfig, load_live_config
@@ -22,6 +25,8 @@ from backend.execution.broker import broker_spec, build_broker
 from backend.execution.feeds import LivePollingFeed
 from backend.execution.live_trader import STATUS_KEY, LiveTrader
 from backend.execution.state_store import StateFileError, StateStore
+from backend.models.registry import ModelRegistry, RegistryError
+from backend.models.registry_evidence import EvidenceError
 
 logger = logging.getLogger("backend.execution.live_trader")
 
@@ -31,7 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m backend.api.live_service", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--bundle", required=True, help="model bundle directory")
+    parser.add_argument(
+        "--bundle",
+        default=None,
+        help="model bundle directory (default: the promoted version in the model registry)",
+    )
+    parser.add_argument(
+        "--registry",
+        default=None,
+        help="model registry folder (default: the live config's registry_root, models/)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="registry name to load (default: the live config's registry_model, rl-<SYMBOL>)",
+    )
     parser.add_argument("--config", required=True, help="live config YAML")
     parser.add_argument(
         "--require-state",
@@ -61,12 +80,28 @@ def main(argv: list[str] | None = None) -> int:
         spec = broker_spec(config.broker)
     except (OSError, ValueError, TypeError) as exc:
         return _fail(f"{args.config}: {exc}")
+    if args.bundle is not None and (args.registry or args.model):
+        return _fail("--bundle loads that bundle; --registry/--model choose a promoted one")
+    if args.bundle is not None:
+        bundle_path = Path(args.bundle)
+    else:
+        name = args.model or config.model_name
+        registry = ModelRegistry(args.registry or config.registry_root)
+        try:
+            bundle_path = registry.promoted_bundle(name)
+        except (RegistryError, EvidenceError) as exc:
+            return _fail(f"{exc} (or pass --bundle DIR)")
+        entry = registry.promoted(name) or {}
+        logger.info("loading %s %s (promoted) from %s", name, entry.get("version"), registry.file)
+    try:
+        bundle = load_bundle(bundle_path)
+    except (OSError, ValueError) as exc:
+        return _fail(f"--bundle {bundle_path}: {exc}")
     require_state = args.require_state or config.require_state or spec.requires_state
     try:
         store = StateStore(config.state_db, must_exist=require_state)
     except StateFileError as exc:
         return _fail(str(exc))
-    bundle = load_bundle(args.bundle)
     broker = build_broker(
         config.broker,
         store,

@@ -10,7 +10,8 @@
     ├── env           EnvConfig             costs, episodes, window length T
     ├── reward        one of REWARD_CONFIGS (``name``: dsr | ddr | log_return | cost_penalized)
     ├── training      TrainingSettings      SAC hyper-parameters, seed, device, logging
-    └── encoder       one of ENCODER_CONFIGS (``name``: manual | cnn | lstm | transformer)
+    ├── encoder       one of ENCODER_CONFIGS (``name``: manual | cnn | lstm | transformer)
+    └── registry      RegistryConfig        model registry root and promotion gates
 
 ``encoder`` and ``reward`` are discriminated unions built from the registries
 (``@register_encoder``, ``@register_reward``), so every option of every encoder and reward
@@ -61,6 +62,7 @@ from backend.models.feature_extractors import (
     encoder_names,
     uses_sequence_observation,
 )
+from backend.models.registry_config import RegistryConfig
 from backend.utils.config_model import (
     ConfigError,
     ConfigModel,
@@ -223,6 +225,9 @@ class ExperimentConfig(ConfigModel):
     """The observation encoder, chosen by ``name``, with every option of that encoder. In
     the main job it configures the mode it names; the other modes use their defaults at the
     same ``size``."""
+    registry: RegistryConfig = RegistryConfig()
+    """Where ``python -m backend.models.registry`` keeps versioned bundles, and the gates a
+    model must pass to be promoted to the live trader (``backend/models/registry_config.py``)."""
 
     @field_validator("env", mode="before")
     @classmethod

@@ -134,6 +134,12 @@ class LiveConfig:
     history_bars: int | None = None
     """Bars of history the observation builder keeps; ``None`` = max_lookback + T + 32;
     ``0`` = unbounded (features then equal the env's exactly, at a growing cost per bar)."""
+    registry_root: str = "models"
+    """Model registry folder (``python -m backend.models.registry``): without ``--bundle``
+    the trader loads the promoted version of ``registry_model`` from it."""
+    registry_model: str | None = None
+    """Registry name of the model to load; ``None`` = ``rl-<symbol>`` (the default name of
+    an RL bundle of that symbol)."""
     api_token_env: str = "YOOPRL_LIVE_TOKEN"
     """Environment variable holding the bearer token of the control endpoints."""
     api_host: str = "127.0.0.1"
@@ -155,6 +161,8 @@ class LiveConfig:
             raise ValueError(f"broker: expected a registered broker name, got {self.broker!r}")
         if self.history_bars is not None and self.history_bars != 0 and self.history_bars < 2:
             raise ValueError(f"history_bars: must be >= 2, got {self.history_bars}")
+        if not isinstance(self.registry_root, str) or not self.registry_root.strip():
+            raise ValueError(f"registry_root: expected a folder path, got {self.registry_root!r}")
         object.__setattr__(self, "symbol", self.symbol.upper())
 
     @classmethod
@@ -170,6 +178,11 @@ class LiveConfig:
             if key in data and isinstance(data[key], Mapping):
                 data[key] = klass(**data[key])
         return cls(**data)
+
+    @property
+    def model_name(self) -> str:
+        """The registry name the trader loads by default (``registry_model`` or ``rl-SYM``)."""
+        return self.registry_model or f"rl-{self.symbol}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (saved next to the state for provenance)."""

@@ -37,7 +37,11 @@ import numpy as np
 import pandas as pd
 
 from backend.data_download import parquet_cache
+from backend.data_download.csv_columns import TIMESTAMP_ALIASES
+from backend.data_download.csv_parsing import ParsedRows, empty_rows, parse_rows
 from backend.data_download.csv_store import list_csv_files, symbol_dir
+from backend.data_download.issue_reports import row_issues
+from backend.data_download.row_checks import ZERO_VOLUME_SYMBOLS
 from backend.data_download.schema import (
     DEFAULT_INTERVAL,
     NY_TZ,
@@ -49,17 +53,7 @@ from backend.data_download.schema import (
     empty_bar_frame,
     interval_to_timedelta,
 )
-from backend.data_download.validation import (
-    TIMESTAMP_ALIASES,
-    VALIDATION_VERSION,
-    ZERO_VOLUME_SYMBOLS,
-    ParsedRows,
-    ValidationResult,
-    empty_rows,
-    parse_rows,
-    row_issues,
-    validate_bars,
-)
+from backend.data_download.validation import VALIDATION_VERSION, ValidationResult, validate_bars
 
 SessionKind = Literal["regular", "extended"]
 OnError = Literal["raise", "drop"]
@@ -303,7 +297,7 @@ def parse_csvs(
     time_column: str | None = None,
     stamp_offset: pd.Timedelta | None = None,
 ) -> list[ParsedRows]:
-    """Read CSVs (:func:`read_raw_csvs`) and parse them (``validation.parse_rows``).
+    """Read CSVs (:func:`read_raw_csvs`) and parse them (``csv_parsing.parse_rows``).
 
     Args:
         paths: The CSV files.
