@@ -393,3 +393,36 @@ def test_default_run_leaves_the_tree_clean_and_publish_updates_tracked_records(
     assert "backend/evaluation/experiments/README.md" in changed
     assert "backend/evaluation/baseline_runs/" in changed
     assert "Docs/" not in changed  # cross-mode report: only when all four modes ran
+
+
+def test_the_ground_truth_job_runs_every_market_and_writes_the_table(
+    workspace, tmp_path, monkeypatch
+):
+    """The default job's path end to end at a tiny budget: three sub-runs, one table."""
+    from backend.training import train
+
+    monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
+    out = tmp_path / "gt"
+    argv = ["--config", str(workspace / "tiny.yaml"), "--sequence-encoder", "manual"]
+    assert cli.main([*argv, "--output", str(out)]) == 0
+    table = json.loads((out / "ground_truth.json").read_text())
+    assert [(r["scenario"], r["mode"]) for r in table["rows"]] == [
+        ("null", "manual"),
+        ("momentum", "manual"),
+        ("sequence", "manual"),
+    ]
+    assert set(table["claims"]) == {
+        "no_edge_claimed_in_null",
+        "momentum_found_by_every_mode",
+        "sequence_found_by_a_sequence_encoder_not_by_manual",
+    }
+    assert table["test_source"] == "report"  # verdicts from each run's Holm-adjusted tests
+    for market in ("null", "momentum", "sequence"):
+        run_info = json.loads((out / market / "run.json").read_text())
+        assert run_info["spec"]["market"] == market
+        assert (out / market / "report.md").is_file()
+    momentum = next(r for r in table["rows"] if r["scenario"] == "momentum")
+    assert momentum["theoretical_net_per_bar"] > 0  # the marker's theoretical edge
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Ground-truth comparison")
+    assert "[sequence](sequence/report.md)" in report

@@ -575,6 +575,9 @@ def run_ground_truth(args: argparse.Namespace) -> int:
     runner.write_json_atomic(root / "ground_truth.json", table)
     text = ground_truth.render_ground_truth_markdown(table, spec.symbols[0])
     (root / GROUND_TRUTH_FILE).write_text(text, encoding="utf-8")
+    # The root's report.md (what the console renders): the table and each market's report.
+    links = ", ".join(f"[{m}]({m}/report.md)" for m in runs)
+    (root / "report.md").write_text(f"{text}\nPer-market run reports: {links}.\n", encoding="utf-8")
     print("\n" + text)
     print(f"ground-truth table: {root / GROUND_TRUTH_FILE}")
     return 0
