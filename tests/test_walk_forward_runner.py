@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from backend.evaluation import report as reports
 from backend.scripts import run_walk_forward as cli
@@ -162,10 +163,46 @@ def test_resume_after_a_crash_redoes_only_unfinished_jobs(
     assert _numbers(out) == _numbers(serial_run)
 
 
+RUN_RECORD_KEYS = ("output_dir", "created_utc")
+"""``metrics["run"]`` fields that name where and when a run was made, not what it found."""
+
+
+def _reproducible(value: object) -> object:
+    """metrics.json without the run's folder and time and the measured resources.
+
+    What remains is every number a run finds: per-window metrics, aggregates, the tests
+    with their p-values, power, windows, config and provenance.
+    """
+    if isinstance(value, dict):
+        return {
+            k: _reproducible(v)
+            for k, v in value.items()
+            if k not in RESOURCE_KEYS and k != "resources" and k not in RUN_RECORD_KEYS
+        }
+    if isinstance(value, list):
+        return [_reproducible(v) for v in value]
+    return value
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_same_command_twice_gives_the_same_metrics_json(serial_run, workspace):
+    out = workspace / "again"
+    assert cli.main(_argv(workspace, out)) == 0
+    first, second = _metrics(serial_run), _metrics(out)
+    assert first["tests"] and first["power"]  # the comparison covers the inference too
+    assert _reproducible(second) == _reproducible(first)
+    # Only the run's folder and time and the resources measured on this machine differ.
+    assert second["run"]["output_dir"] != first["run"]["output_dir"]
+
+
 def test_process_pool_gives_the_serial_results(serial_run, workspace):
     out = workspace / "pool"
     assert cli.main(_argv(workspace, out, "--workers", "2")) == 0
     assert _numbers(out) == _numbers(serial_run)
+    assert _reproducible(_metrics(out)) == _reproducible(_metrics(serial_run))
 
 
 def test_manual_only_run_is_archived_and_cross_mode_report_renders(serial_run, workspace):
@@ -274,6 +311,15 @@ def test_a_windows_model_is_identical_in_runs_with_different_window_counts(
         twin["symbols"]["SPY"]["series"]["net_returns"]
         == (single["symbols"]["SPY"]["series"]["net_returns"])
     )
+    # The model itself: every saved weight of the two bundles is equal.
+    from backend.models.model_manager import load_bundle
+
+    bundle = "model_SPY"
+    twin_dir = serial_run / "windows" / f"w{twin['window']:02d}" / "manual" / bundle
+    a = load_bundle(twin_dir).model.policy.state_dict()
+    b = load_bundle(out / "windows" / "w00" / "manual" / bundle).model.policy.state_dict()
+    assert a.keys() == b.keys() and len(a) > 0
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_seeds_train_replicates_in_their_own_folders(workspace, tmp_path):
