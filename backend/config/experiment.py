@@ -33,20 +33,19 @@ Derived, never contradicted: ``env.use_sequence_encoder`` follows the encoder, a
 from __future__ import annotations
 
 import copy
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 
 from backend.config.presets import get_preset
 from backend.config.training_config import TrainingSettings
 from backend.config.walk_forward_config import WalkForwardConfig
+from backend.data_download.data_config import DataConfig
 from backend.data_download.feature_config import FEATURE_PRESETS, FeatureConfig
 from backend.data_download.intraday_features import max_lookback
-from backend.data_download.synthetic_market import MARKET_SCENARIOS
 from backend.environments.env_config import EnvConfig
 from backend.environments.rewards import (
     REWARD_CONFIGS,
@@ -117,77 +116,6 @@ else:
     """Any registered encoder config, chosen by its ``name``."""
     RewardConfig = reward_config_union()
     """Any registered reward config, chosen by its ``name``."""
-
-_Symbol = Annotated[str, Field(strict=True, pattern=r"^[A-Z][A-Z0-9.\-^]{0,14}$")]
-_Date = Annotated[str, Field(strict=True, pattern=r"^\d{4}-\d{2}-\d{2}$")]
-
-
-class DataConfig(ConfigModel):
-    """Which bars a run reads.
-
-    The bar interval and VIX use are ``features`` fields (``features.interval``,
-    ``features.use_vix``), where the feature pipeline reads them.
-    """
-
-    data_dir: StrictStr | None = None
-    """Bar store root (``intraday/<SYMBOL>/<interval>/*.csv``). ``null``: ``./data`` when
-    it holds every symbol, else the embedded synthetic market (offline)."""
-    symbols: tuple[_Symbol, ...] = ("SPY",)
-    """Tickers, upper case; each gets its own model. The trainer trains exactly one."""
-    start: _Date | None = None
-    """First date to load (YYYY-MM-DD); ``null``: the first the store has."""
-    end: _Date | None = None
-    """Last date to load, inclusive (YYYY-MM-DD); ``null``: the last the store has."""
-    market: Annotated[
-        str, Field(strict=True, json_schema_extra={"enum": list(MARKET_SCENARIOS)})
-    ] = "null"
-    """Ground-truth scenario of the embedded synthetic market used when no store is given
-    (a key of ``backend.data_download.synthetic_market.MARKET_SCENARIOS``): ``null`` plants
-    no edge, ``momentum`` an AR(1) edge every encoder can see, ``sequence`` an edge only a
-    window of single past bars shows. Each records its theoretical edge per bar. The main
-    job with nothing choosing the data runs all of them (the ground-truth comparison)."""
-
-    @field_validator("symbols")
-    @classmethod
-    def _distinct_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("name at least one symbol")
-        if len(set(value)) != len(value):
-            raise ValueError(f"symbols has duplicates: {list(value)}")
-        return value
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _yaml_dates_as_text(cls, value: Any) -> Any:
-        # YAML reads an unquoted 2024-01-02 as a date; it means the same as the string.
-        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-            return value.isoformat()
-        return value
-
-    @field_validator("start", "end")
-    @classmethod
-    def _real_date(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                dt.date.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not a calendar date (YYYY-MM-DD)") from None
-        return value
-
-    @field_validator("market")
-    @classmethod
-    def _known_market(cls, value: str) -> str:
-        if value not in MARKET_SCENARIOS:
-            raise ValueError(
-                f"unknown market scenario {value!r}; expected one of {list(MARKET_SCENARIOS)}"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _ordered_dates(self) -> DataConfig:
-        if self.start is not None and self.end is not None and self.start > self.end:
-            raise ValueError(f"start {self.start} is after end {self.end}")
-        return self
 
 
 def required_gap_bars(features: FeatureConfig) -> int:
