@@ -245,3 +245,23 @@ def test_rl_zoo_trains_and_saves_a_model(store, tmp_path):
     saved = list(logs.glob(f"sac/{ENV_ID.replace('/', '-')}_*/*.zip"))
     assert saved, f"no model under {logs}: {sorted(p.name for p in logs.rglob('*'))}"
     assert not (tmp_path / "data").exists()  # a given data_dir is read, nothing generated
+
+
+@pytest.mark.slow
+def test_gym_make_with_a_market_generates_and_trades_that_scenario(tmp_path, monkeypatch):
+    # End to end (~30 s): the market kwarg's scenario is what lands on disk and in the env.
+    import json
+
+    from backend.data_download.synthetic_market import market_scenario
+
+    name = next(m for m in MARKET_SCENARIOS if m != "null")
+    monkeypatch.chdir(tmp_path)
+    env = gym.make(ENV_ID, market=name)
+    marker = json.loads((synthetic_market_dir(name) / "SYNTHETIC.json").read_text())
+    wanted = market_scenario(name)
+    assert marker["config"]["signal_strength"] == wanted.signal_strength
+    assert marker["config"]["pattern_strength"] == wanted.pattern_strength
+    assert not (tmp_path / "data" / "synthetic").exists()  # the null market is untouched
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    env.close()

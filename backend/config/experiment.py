@@ -5,10 +5,10 @@
     ExperimentConfig
     ├── preset, modes, stochastic_eval      run fields of the main job
     ├── data          DataConfig            store, symbols, dates, synthetic market scenario
-    ├── walk_forward  WalkForwardConfig     window layout and purge gap
+    ├── walk_forward  WalkForwardConfig     window layout, purge gap, seed replicates
     ├── features      FeatureConfig         feature groups and their parameters
     ├── env           EnvConfig             costs, episodes, window length T
-    ├── reward        one of REWARD_CONFIGS (``name``: dsr | log_return | cost_penalized)
+    ├── reward        one of REWARD_CONFIGS (``name``: dsr | ddr | log_return | cost_penalized)
     ├── training      TrainingSettings      SAC hyper-parameters, seed, device, logging
     ├── encoder       one of ENCODER_CONFIGS (``name``: manual | cnn | lstm | transformer)
     └── registry      RegistryConfig        model registry root and promotion gates
@@ -20,9 +20,10 @@ is a YAML key, and a new one becomes a valid ``name`` by being registered.
 Resolution (:func:`resolve_experiment`), lowest precedence first: schema defaults, the
 preset (``backend.config.presets``), the config file, command-line flags. Sections merge
 key by key; an ``encoder``/``reward`` section that names another ``name`` replaces the one
-below it (the encoder's ``size`` carries over). The result is validated once; any problem
-becomes one line naming its path (``encoder.local_window[1]: ...``) in a
-:class:`~backend.utils.config_model.ConfigError`.
+below it (the encoder's ``size`` carries over), and a ``walk_forward`` layer that sets
+``test_sessions`` without ``windows`` drops the ``windows`` count set below it. The result
+is validated once; any problem becomes one line naming its path
+(``encoder.local_window[1]: ...``) in a :class:`~backend.utils.config_model.ConfigError`.
 
 Derived, never contradicted: ``env.use_sequence_encoder`` follows the encoder, and
 ``walk_forward.gap_bars`` defaults to the longest feature lookback plus the reward horizon
@@ -257,6 +258,10 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any], path: str = "") -> 
             if not path and key in _UNION_SECTIONS:
                 if "name" in value and "name" in below and value["name"] != below["name"]:
                     below = {k: v for k, v in below.items() if k in _UNION_SECTIONS[key]}
+            if not path and key == "walk_forward" and "test_sessions" in value:
+                if "windows" not in value:
+                    # An explicit test length beats a window count set below it (a preset).
+                    below = {k: v for k, v in below.items() if k != "windows"}
             out[key] = _merge(below, value, f"{path}{key}.")
         else:
             out[key] = copy.deepcopy(value)

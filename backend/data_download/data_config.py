@@ -81,9 +81,11 @@ class DataConfig(ConfigModel):
     end: DateText | None = None
     """Last date to load, inclusive (YYYY-MM-DD); ``null``: the last the store has."""
     market: MarketName = "null"
-    """Scenario of the embedded synthetic market used when no store is given (a key of
-    ``backend.data_download.synthetic_market.MARKET_SCENARIOS``; ``null`` plants no
-    signal)."""
+    """Ground-truth scenario of the embedded synthetic market used when no store is given
+    (a key of ``backend.data_download.synthetic_market.MARKET_SCENARIOS``): ``null`` plants
+    no edge, ``momentum`` an AR(1) edge every encoder can see, ``sequence`` an edge only a
+    window of single past bars shows. Each records its theoretical edge per bar. The main
+    job with nothing choosing the data runs all of them (the ground-truth comparison)."""
 
     @field_validator("symbols")
     @classmethod
