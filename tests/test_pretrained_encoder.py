@@ -35,6 +35,7 @@ def workspace(walk_forward_workspace):
     config = yaml.safe_load((walk_forward_workspace / "tiny.yaml").read_text())
     config["training"]["pretrained"] = {"pretrain_epochs": 2}
     config["training"]["tensorboard_log"] = None
+    config["walk_forward"]["train_sessions"] = 18  # enough fit bars for the label thresholds
     (walk_forward_workspace / "pretrain.yaml").write_text(yaml.safe_dump(config))
     return walk_forward_workspace
 
