@@ -176,6 +176,8 @@ class RunSpec:
             "start": self.start,
             "end": self.end,
             "synthetic": self.synthetic,
+            # Trials of the search that chose this config: the report's deflated Sharpe.
+            "tuning_trials": self.config.search.tuning_trials,
             "config": self.config.model_dump(mode="json"),
         }
 
