@@ -8,8 +8,14 @@ on a loopback port, and probes ``GET /supervisor/status`` every 50 ms from anoth
 * poll (default budget): one ``poll_once`` with the configured byte/item/time limits;
 * poll (whole folder): the budget raised so the poll reads and parses all of it.
 
-Reports the worst and the 99th-percentile latency of each phase and the poll durations,
-as JSON (``benchmarks/results/bench_supervisor_latency.json`` by default).
+Reports the worst and the 99th-percentile latency of each phase, failed probes, the poll
+durations and the 1-minute load average around each phase (the machine may be shared), as
+JSON (``benchmarks/results/bench_supervisor_latency.json`` by default).
+
+The probe thread is stopped with ``await asyncio.to_thread(thread.join)``: joining it on the
+event loop (as the first version did) blocked the very loop that serves the request the
+probe may be waiting for, so the phase's last request hung until the client's 30 s timeout
+and was counted as the idle phase's worst latency.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import statistics
 import sys
@@ -54,21 +61,50 @@ def write_news(folder: Path, lines: int) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.jsonl"))
 
 
-def probe(url: str, stop: threading.Event, out: list[float]) -> None:
+def probe(url: str, stop: threading.Event, out: list[float], failures: list[str]) -> None:
+    """GET ``url`` every 50 ms until ``stop``; a failed request is recorded, not raised."""
     with httpx.Client(timeout=30.0) as client:
         while not stop.is_set():
             t0 = time.perf_counter()
-            r = client.get(url)
-            out.append(time.perf_counter() - t0)
-            r.raise_for_status()
+            try:
+                r = client.get(url)
+                r.raise_for_status()
+            except httpx.HTTPError as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+            else:
+                out.append(time.perf_counter() - t0)
             time.sleep(0.05)
 
 
-def stats(samples: list[float]) -> dict[str, float]:
+class Prober:
+    """A probe thread, started and stopped without blocking the server's event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.samples: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=probe, args=(url, self._stop, self.samples, self.failures), daemon=True
+        )
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Stop probing; the join runs in a worker thread so the loop keeps serving."""
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join)
+
+
+def load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def stats(samples: list[float], failures: list[str]) -> dict[str, Any]:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
     return {
         "n": len(samples),
+        "failed": len(failures),
+        "first_failure": failures[0] if failures else None,
         "worst_s": max(samples) if samples else float("nan"),
         "p99_s": p99,
         "median_s": statistics.median(samples) if samples else float("nan"),
@@ -102,27 +138,24 @@ async def run(lines: int, workdir: Path) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         url = f"http://127.0.0.1:{port}/supervisor/status"
         if "idle" not in results:
-            idle: list[float] = []
-            stop = threading.Event()
-            th = threading.Thread(target=probe, args=(url, stop, idle))
-            th.start()
+            load = load_average()
+            idle = Prober(url)
             await asyncio.sleep(3.0)
-            stop.set()
-            th.join()
-            results["idle"] = stats(idle)
-        samples: list[float] = []
-        stop = threading.Event()
-        th = threading.Thread(target=probe, args=(url, stop, samples))
-        th.start()
+            await idle.stop()
+            results["idle"] = stats(idle.samples, idle.failures) | {
+                "load_average_1m": [load, load_average()]
+            }
+        load = load_average()
+        prober = Prober(url)
         await asyncio.sleep(0.5)
         t0 = time.perf_counter()
         status = await sup.poll_once()
         poll_s = time.perf_counter() - t0
         await asyncio.sleep(0.5)
-        stop.set()
-        th.join()
+        await prober.stop()
         row = sup.audit.last() or {}
-        results[label] = stats(samples) | {
+        results[label] = stats(prober.samples, prober.failures) | {
+            "load_average_1m": [load, load_average()],
             "poll_s": poll_s,
             "items_scored": row.get("n_items"),
             "truncation": row.get("error"),

@@ -66,9 +66,14 @@ def session_attention(
     window, mask = observation_windows(
         arrays.features, rows, bundle.config["sequence_length"], bundle.config["feature_clip"]
     )
+    ids = bundle.model.instrument_ids(np.full(rows.size, symbol))
     trunk.store_attention = True
     with th.no_grad():
-        bundle.model(th.from_numpy(window), th.from_numpy(mask))
+        bundle.model(
+            th.from_numpy(window),
+            th.from_numpy(mask),
+            th.from_numpy(ids) if ids is not None else None,
+        )
     maps = th.stack([layer[:, :, -1, :] for layer in trunk.last_attention], dim=1)
     trunk.store_attention = False
     return maps.numpy(), pd.DatetimeIndex(layout.index[rows])

@@ -61,11 +61,20 @@ def test_market_frame_from_the_database_matches_the_loader(spy_store, tmp_path: 
 
     data_dir, _ = spy_store
     db = BarDatabase(tmp_path / "db")
-    for symbol in ("SPY", "VIX"):
-        ingest_store(db, data_dir, symbol)
+    ingest_store(db, data_dir, "SPY")
+    with pytest.raises(DatabaseError, match=r"no VIX 15m bars for the VIX features.*use_vix"):
+        db.load_market("SPY")
+    ingest_store(db, data_dir, "VIX")
     market = join_vix_asof(db.load_bars("SPY", end="2024-12-31"), db.load_bars("VIX"))
     want = load_market("SPY", end="2024-12-31", data_dir=data_dir, use_cache=False)
     pd.testing.assert_frame_equal(market, want)
+    for kwargs in (
+        {"start": "2024-12-02", "end": "2025-01-03"},
+        {"start": "2025-01-02", "vix_tolerance": "1D"},
+        {"include_vix": False},
+    ):
+        want = load_market("SPY", data_dir=data_dir, use_cache=False, **kwargs)
+        pd.testing.assert_frame_equal(db.load_market("SPY", **kwargs), want)
 
 
 def test_list_names_first_last_bar_sessions_and_gaps(spy_store, tmp_path: Path):
@@ -291,3 +300,40 @@ def test_converter_feeds_the_database_with_what_it_writes_to_the_store(
     out = capsys.readouterr().out
     assert "refused" in out and "volume=" in out and "nothing was stored" in out
     pd.testing.assert_frame_equal(BarDatabase(db).load_bars("SPY"), stored)
+
+
+def test_ingest_fuzz_every_mutated_file_is_stored_or_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # The loader fuzz's mutations (byte flips, encodings, headers, offsets, years, ...)
+    # through the database's ingest: stored, or refused with one line naming the file;
+    # a bar that conflicts with an earlier accepted file is refused the same way.
+    import random
+
+    from test_loader_fuzz import base_csv, mutate
+
+    rng = random.Random(20261202)
+    text = base_csv()
+    db = BarDatabase(tmp_path / "db")
+    counts = {"accepted": 0, "refused": 0, "conflicts": 0}
+    for n in range(120):
+        path = tmp_path / f"m{n}.csv"
+        path.write_bytes(mutate(rng, text))
+        before = _files(db)
+        try:
+            ingest_files(db, [path], "SPY")
+        except IngestRefused as exc:
+            counts["refused"] += 1
+            assert str(path) in str(exc) and "\n" not in str(exc), (n, str(exc))
+            assert _files(db) == before
+        except DatabaseError as exc:
+            counts["conflicts"] += 1
+            assert "already stored" in str(exc) and "\n" not in str(exc), (n, str(exc))
+            assert _files(db) == before
+        else:
+            counts["accepted"] += 1
+    with capsys.disabled():
+        print(f"\ningest fuzz (seed 20261202, 120 files): {counts}, tracebacks 0")
+    assert counts["refused"] > 30 and counts["accepted"] > 0
+    stored = db.load_bars("SPY")
+    assert stored.index.is_unique and stored.notna().all().all()

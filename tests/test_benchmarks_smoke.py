@@ -140,3 +140,18 @@ def test_bench_bar_database_synthetic(tmp_path: Path) -> None:
     assert all(_positive(v) for v in result["csv_over_db"].values())
     assert result["db_equals_csv_path"] is True
     assert "load_average_1m" in result["machine"]
+
+
+@pytest.mark.timeout(120)
+def test_bench_supervised_latency_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "bench_supervised_latency.json"
+    result = _load("bench_supervised_latency").main(
+        ["--sizes", "tiny", "--repeats", "10", "--features", "6", "--out", str(out)]
+    )
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result, default=str))
+    models = {row["model"] for row in result["results"]}
+    assert models == {"lstm", "cnn", "cnn_multiscale", "transformer"}
+    for row in result["results"]:
+        assert 0 < row["p50"] <= row["p99"]
+        assert row["budget_ms"] == 100.0 and _positive(row["p99_over_logreg"])
+    assert len(result["machine"]["load_average"]) == 3

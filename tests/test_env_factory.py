@@ -18,9 +18,18 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import backend.environments  # noqa: F401  (registers the id, as RL Zoo's --gym-packages does)
 from backend.data_download.csv_store import list_csv_files
-from backend.data_download.synthetic_market import SyntheticMarketConfig, write_synthetic_market
+from backend.data_download.synthetic_market import (
+    MARKET_SCENARIOS,
+    SyntheticMarketConfig,
+    write_synthetic_market,
+)
 from backend.environments import ENV_ID
-from backend.environments.factory import make_intraday_env
+from backend.environments.factory import (
+    make_intraday_env,
+    synthetic_market_dir,
+    validate_env_kwargs,
+)
+from backend.utils.config_model import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 RL_ZOO_CONFIG = REPO / "backend" / "config" / "rl_zoo" / "sac.yml"
@@ -140,6 +149,81 @@ def test_bad_arguments_name_the_argument(store, kwargs, match):
         make_intraday_env(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"windw": 16}, r"^windw: unknown key; valid keys: \['data_dir', 'database', 'end'"),
+        ({"start": "2024-02-30"}, r"^start: '2024-02-30' is not a calendar date"),
+        ({"end": "2024/01/05"}, r"^end: String should match pattern"),
+        ({"start": "2023-03-01", "end": "2023-01-01"}, r"start 2023-03-01 is after end"),
+        ({"symbol": "SP Y"}, r"^symbol: String should match pattern"),
+        ({"interval": "7m"}, r"^interval: interval must be one of"),
+        ({"env": {"cost_bps": -1}}, r"^env\.cost_bps: Input should be greater than or equal"),
+        ({"env": {"sequence_length": "x"}}, r"^env\.sequence_length: Input should be a valid"),
+        ({"reward": {"eta": 2}}, r"^reward\.eta: Input should be less than 1"),
+        ({"reward": {"name": "nope"}}, r"^reward: Input tag 'nope'"),
+        ({"features": {"use_vixx": True}}, r"^features\.use_vixx: unknown key \(did you mean"),
+        ({"market": "x"}, r"^market: unknown market scenario 'x'; expected one of \['null'"),
+        ({"data_dir": 3}, r"^data_dir: Input should be a valid string"),
+        ({"normalization": "minmax"}, r"^normalization: expected 'zscore' or 'robust'"),
+    ],
+)
+def test_gym_make_keywords_are_checked_by_the_schema_one_line_naming_the_path(kwargs, match):
+    # Nothing is loaded or generated before the arguments are valid (no data_dir needed).
+    with pytest.raises(ConfigError, match=match) as info:
+        gym.make(ENV_ID, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_market_is_for_the_embedded_market_only(store, monkeypatch):
+    # Any scenario but null; registered for the test if the registry has only null.
+    if "momentum" not in MARKET_SCENARIOS:
+        monkeypatch.setitem(MARKET_SCENARIOS, "momentum", MARKET_SCENARIOS["null"])
+    with pytest.raises(ConfigError, match=r"market 'momentum' is a scenario .* without data_dir"):
+        validate_env_kwargs({"data_dir": str(store), "market": "momentum"})
+    assert validate_env_kwargs({"market": "momentum"}).market == "momentum"
+
+
+def test_market_kwarg_builds_that_scenario_in_its_own_folder(tmp_path, monkeypatch):
+    import backend.data_download.synthetic_market as synthetic_market
+
+    built = []
+
+    def fake_ensure(data_dir, config):
+        built.append((Path(data_dir), config))
+        raise RuntimeError("stop after choosing the market")
+
+    monkeypatch.setattr(synthetic_market, "ensure_synthetic_dataset", fake_ensure)
+    for name in MARKET_SCENARIOS:
+        with pytest.raises(RuntimeError, match="stop after choosing"):
+            gym.make(ENV_ID, market=name)
+        folder, config = built[-1]
+        assert folder == synthetic_market_dir(name)
+        assert config == synthetic_market.market_scenario(name)
+    assert synthetic_market_dir("null") == Path("data") / "synthetic"
+    assert synthetic_market_dir("momentum") == Path("data") / "synthetic_momentum"
+
+
+def test_database_kwarg_builds_the_same_env_as_the_csv_store(store, tmp_path):
+    # Years of history live in the bar database; the env read from it is the env the CSV
+    # store gives: same bars, VIX join, features and normalization.
+    from backend.database.bar_database import BarDatabase
+    from backend.database.ingest import ingest_store
+
+    db = BarDatabase(tmp_path / "db")
+    for symbol in ("SPY", "VIX"):
+        ingest_store(db, store, symbol)
+    kwargs = {"start": "2023-01-10", "fit_end": "2023-02-10", "segment": "after_fit"}
+    from_db = make_intraday_env(database=str(db.root), **kwargs)
+    from_csv = make_intraday_env(data_dir=store, **kwargs)
+    assert from_db.bar_range == from_csv.bar_range
+    np.testing.assert_array_equal(from_db.arrays.timestamps, from_csv.arrays.timestamps)
+    np.testing.assert_array_equal(from_db.arrays.features, from_csv.arrays.features)
+    np.testing.assert_array_equal(from_db.arrays.close, from_csv.arrays.close)
+    with pytest.raises(ConfigError, match=r"database: reads bars from the database"):
+        make_intraday_env(database=str(db.root), data_dir=store)
+
+
 def test_rl_zoo_trains_and_saves_a_model(store, tmp_path):
     # The README's command, on a small store so that it fits the default suite.
     logs = tmp_path / "logs"
@@ -181,3 +265,23 @@ def test_rl_zoo_trains_and_saves_a_model(store, tmp_path):
     saved = list(logs.glob(f"sac/{ENV_ID.replace('/', '-')}_*/*.zip"))
     assert saved, f"no model under {logs}: {sorted(p.name for p in logs.rglob('*'))}"
     assert not (tmp_path / "data").exists()  # a given data_dir is read, nothing generated
+
+
+@pytest.mark.slow
+def test_gym_make_with_a_market_generates_and_trades_that_scenario(tmp_path, monkeypatch):
+    # End to end (~30 s): the market kwarg's scenario is what lands on disk and in the env.
+    import json
+
+    from backend.data_download.synthetic_market import market_scenario
+
+    name = next(m for m in MARKET_SCENARIOS if m != "null")
+    monkeypatch.chdir(tmp_path)
+    env = gym.make(ENV_ID, market=name)
+    marker = json.loads((synthetic_market_dir(name) / "SYNTHETIC.json").read_text())
+    wanted = market_scenario(name)
+    assert marker["config"]["signal_strength"] == wanted.signal_strength
+    assert marker["config"]["pattern_strength"] == wanted.pattern_strength
+    assert not (tmp_path / "data" / "synthetic").exists()  # the null market is untouched
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    env.close()

@@ -63,19 +63,30 @@ def test_precedence_is_defaults_preset_file_flags(tmp_path: Any) -> None:
     path.write_text("training:\n  batch_size: 32\n  seed: 4\nenv:\n  sequence_length: 20\n")
     config = resolve_experiment("short", path, {"training": {"seed": 9}})
     assert config.preset == "short"
-    assert config.walk_forward.train_sessions == 60  # preset
-    assert config.training.total_timesteps == 3_000  # preset
+    assert config.walk_forward.train_sessions == 150  # preset
+    assert config.training.total_timesteps == 10_000  # preset
     assert config.training.batch_size == 32  # file over preset (64)
     assert config.env.sequence_length == 20  # file over preset (16)
     assert config.training.seed == 9  # flag over file
-    assert config.training.learning_rate == 3e-4  # schema default
+    assert config.training.gamma == 0.99  # schema default
+
+
+def test_an_explicit_test_length_drops_the_presets_window_count(tmp_path: Any) -> None:
+    assert resolve_experiment("short").walk_forward.windows == 1  # the preset tiles
+    path = tmp_path / "f.yaml"
+    path.write_text("walk_forward:\n  test_sessions: 10\n")
+    config = resolve_experiment("short", path)
+    assert (config.walk_forward.windows, config.walk_forward.test_sessions) == (None, 10)
+    assert config.walk_forward.train_sessions == 150  # the rest of the preset stays
+    path.write_text("walk_forward:\n  test_sessions: 10\n  windows: 3\n")
+    assert resolve_experiment("short", path).walk_forward.windows == 3
 
 
 def test_file_names_its_preset_and_an_explicit_one_wins(tmp_path: Any) -> None:
     path = tmp_path / "f.yaml"
     path.write_text("preset: long\n")
     assert resolve_experiment(file=path).walk_forward.train_sessions == 250
-    assert resolve_experiment("short", path).walk_forward.train_sessions == 60
+    assert resolve_experiment("short", path).walk_forward.train_sessions == 150
     assert resolve_experiment(default_preset="short").preset == "short"
     path.write_text("preset: medium\n")
     with pytest.raises(ConfigError, match=r"f\.yaml: preset: unknown preset 'medium'.*'short'"):

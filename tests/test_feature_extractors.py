@@ -137,6 +137,11 @@ CASES: list[Any] = [
         ),
         id="tf-postln-causal-fixeddecay",
     ),
+    pytest.param(
+        "cnn",
+        CNNConfig(channels=8, kernel_sizes=(2, 3, 5), dilations=(1, 2), **SMALL),
+        id="cnn-multiscale",
+    ),
 ]
 SEQ_CASES = [case for case in CASES if case.values[0] != "manual"]
 TF_CASES = [case for case in CASES if case.values[0] == "transformer"]
@@ -640,3 +645,107 @@ def test_sac_learns_predicts_and_reloads_with_each_encoder(
     loaded = SAC.load(tmp_path / "sac", device="cpu")
     reloaded_action, _ = loaded.predict(obs, deterministic=True)
     np.testing.assert_allclose(reloaded_action, action, atol=1e-6)
+
+
+# --------------------------------------------------------------- multi-scale CNN
+
+
+def test_multiscale_cnn_is_causal_and_its_receptive_field_is_the_largest_kernel() -> None:
+    config = CNNConfig(channels=8, kernel_sizes=(2, 5), dilations=(1, 2), pooling="last", **SMALL)
+    assert config.receptive_field == 1 + 4 * 3  # largest kernel over the dilations
+    encoder = build("cnn", config, trained=True, window=13).eval()
+    body = encoder.body
+    obs = make_obs(True, [0], window=13)
+    valid = obs["mask"] > 0.5
+    changed = obs["window"].clone()
+    changed[0, 7] += 5.0  # a bar at position 7 cannot reach earlier outputs
+    with th.no_grad():
+        keep = valid.float().unsqueeze(-1)
+        h1, h2 = body.input_proj(obs["window"]) * keep, body.input_proj(changed) * keep
+        for block in body.blocks:
+            h1, h2 = block(h1, keep), block(h2, keep)
+    assert th.allclose(h1[0, :7], h2[0, :7], atol=1e-6)
+    assert (h1[0, 7:] - h2[0, 7:]).abs().max() > 1e-4
+    # The oldest bar inside the receptive field of the newest still moves the output.
+    edge = make_obs(True, [0], window=13)
+    moved = {k: v.clone() for k, v in edge.items()}
+    moved["window"][0, 13 - config.receptive_field] += 5.0
+    with th.no_grad():
+        assert (encoder(edge) - encoder(moved)).abs().max() > 1e-4
+
+
+def test_multiscale_cnn_fusions_and_the_default_single_kernel_layout() -> None:
+    plain = build("cnn", CNNConfig(channels=8, dilations=(1, 2), **SMALL))
+    concat = build("cnn", CNNConfig(channels=8, kernel_sizes=(3, 5), dilations=(1, 2), **SMALL))
+    summed = build(
+        "cnn",
+        CNNConfig(
+            channels=8, kernel_sizes=(3, 5), dilations=(1, 2), multiscale_fusion="sum", **SMALL
+        ),
+    )
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    # Two branches of 8x8xk convs per block; concat adds a 16 -> 8 1x1 fusion per block.
+    assert count(summed) - count(plain) == 2 * (8 * 8 * 5 + 8)
+    assert count(concat) - count(summed) == 2 * (16 * 8 + 8)
+    # The default keeps the single-kernel blocks (old state dicts load unchanged).
+    assert all("branches" not in key for key in plain.state_dict())
+    with pytest.raises(ConfigError, match="kernel_sizes must not repeat"):
+        CNNConfig(kernel_sizes=(3, 3))
+
+
+# ------------------------------------------------------- feature projection / instruments
+
+
+@pytest.mark.parametrize("n_features", [3, 9, 23])
+def test_every_sequence_encoder_projects_any_feature_count(n_features: int) -> None:
+    """Adding or removing features changes only the observation space, not the code."""
+    for mode, config in [c.values for c in SEQ_CASES]:
+        encoder = build(mode, config, n_features=n_features).eval()
+        obs = make_obs(True, [0, 2])
+        obs["window"] = th.randn(2, WINDOW, n_features)
+        with th.no_grad():
+            assert encoder(obs).shape == (2, config.features_dim)
+
+
+def _instrument_space(n_instruments: int) -> spaces.Dict:
+    space = seq_space()
+    return spaces.Dict(
+        {**space.spaces, "instrument": spaces.Box(0.0, n_instruments - 1.0, (1,), np.float32)}
+    )
+
+
+@pytest.mark.parametrize("mode", ["cnn", "lstm", "transformer"])
+def test_instrument_embedding_tells_symbols_apart(mode: str) -> None:
+    config = ENCODER_CONFIGS[mode].model_validate(
+        {"size": "tiny", "instruments": ("SPY", "QQQ"), "instrument_dim": 3}
+    )
+    th.manual_seed(0)
+    encoder = ENCODER_REGISTRY[mode](_instrument_space(2), config).eval()
+    obs = make_obs(True, [0, 0])
+    obs["window"][1] = obs["window"][0]
+    obs["account"][1] = obs["account"][0]
+    obs["instrument"] = th.tensor([[0.0], [1.0]])
+    with th.no_grad():
+        out = encoder(obs)
+    assert (out[0] - out[1]).abs().max() > 1e-4  # same bars, different symbol
+    # A fixed instrument equals passing its id; the weights are the same.
+    fixed_cfg = config.replace(instrument="QQQ")
+    fixed = ENCODER_REGISTRY[mode](seq_space(), fixed_cfg).eval()
+    fixed.load_state_dict(encoder.state_dict())
+    plain_obs = {k: v[1:] for k, v in obs.items() if k != "instrument"}
+    with th.no_grad():
+        assert th.allclose(fixed(plain_obs), out[1:], atol=1e-6)
+    bad = {**obs, "instrument": th.tensor([[0.0], [2.0]])}
+    with pytest.raises(ValueError, match=r"instrument ids must lie in \[0, 1\]"):
+        encoder(bad)
+
+
+def test_instrument_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="need an 'instrument' entry"):
+        TransformerEncoder(seq_space(), TransformerConfig(size="tiny", instruments=("SPY",)))
+    with pytest.raises(ConfigError, match="'IWM' is not one of instruments"):
+        TransformerConfig(instruments=("SPY", "QQQ"), instrument="IWM")
+    with pytest.raises(ConfigError, match="symbols must not repeat"):
+        LSTMConfig(instruments=("SPY", "SPY"))
+    # No instruments (the default): no embedding, parameters as before.
+    assert build("transformer", TransformerConfig(size="tiny")).instrument_embedding is None

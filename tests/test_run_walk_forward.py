@@ -55,7 +55,7 @@ def test_dry_run_prints_window_table(small_store, small_config, capsys):
     assert "window(s)" in out
 
 
-def test_default_run_uses_embedded_synthetic_market(tmp_path, monkeypatch, capsys):
+def test_default_run_is_the_ground_truth_comparison(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     from backend.training import train
 
@@ -63,8 +63,57 @@ def test_default_run_uses_embedded_synthetic_market(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
     assert cli.main(["--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "embedded synthetic market" in out
-    assert (tmp_path / "data" / "synthetic" / "intraday" / "SPY" / "15m").is_dir()
+    folders = {"null": "synthetic", "momentum": "synthetic_momentum"}
+    folders["sequence"] = "synthetic_sequence"
+    for market, folder in folders.items():
+        assert f"embedded synthetic market, scenario {market}" in out
+        assert f"=== ground-truth market: {market}" in out
+        # each scenario in its own folder: switching markets never overwrites another
+        assert (tmp_path / "data" / folder / "intraday" / "SPY" / "15m").is_dir()
+    assert "1 window(s)" in out
+
+
+def test_real_bars_in_data_do_not_replace_the_default_ground_truth_run(
+    tmp_path, monkeypatch, small_store, capsys
+):
+    from backend.training import train
+
+    monkeypatch.setattr(train, "DEFAULT_DATA_DIR", small_store)  # ./data holds real SPY
+    monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "synthetic")
+    assert cli.main(["--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# ground-truth comparison: this experiment runs once per data.market")
+    # One scenario explicitly: the synthetic market, not ./data.
+    config = cli.resolve_cli_config(cli.build_parser().parse_args(["--market", "momentum"]))
+    assert train.resolve_data_dir(config) == (tmp_path / "synthetic_momentum", True)
+    # Nothing choosing the data: the trainer still reads ./data when it has the symbols.
+    assert train.resolve_data_dir(cli.resolve_cli_config(cli.build_parser().parse_args([]))) == (
+        small_store,
+        False,
+    )
+
+
+def test_market_picks_one_scenario_and_real_data_never_mention_one(
+    tmp_path, monkeypatch, small_store, small_config, capsys
+):
+    from backend.training import train
+
+    monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "synthetic")
+    assert cli.main(["--dry-run", "--market", "sequence"]) == 0
+    out = capsys.readouterr().out
+    assert "scenario sequence" in out and "ground-truth market" not in out
+    assert (tmp_path / "synthetic_sequence").is_dir()
+    assert not (tmp_path / "synthetic").exists()
+    argv = ["--dry-run", "--data-dir", str(small_store), "--config", str(small_config)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "real data" in out and "scenario" not in out
+
+
+def test_unknown_market_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--market", "noise"])
+    assert "invalid choice: 'noise'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -173,10 +222,17 @@ def test_print_config_resolves_preset_file_and_flags(tmp_path, capsys):
     from backend.data_download.feature_config import FeatureConfig
 
     assert printed["walk_forward"]["gap_bars"] == required_gap_bars(FeatureConfig(use_vix=False))
-    # The default: the short preset, every registered encoder.
+    # The default: the short preset, every registered encoder, the ground-truth markets.
     assert cli.main(["--print-config"]) == 0
     default = yaml.safe_load(capsys.readouterr().out)
     assert default["preset"] == "short" and default["modes"] == list(cli.encoder_names())
+    assert default["walk_forward"]["seeds"] == 1
+    # --market and --seeds are schema fields (data.market, walk_forward.seeds).
+    assert cli.main(["--print-config", "--market", "sequence", "--seeds", "3"]) == 0
+    flagged = yaml.safe_load(capsys.readouterr().out)
+    assert flagged["data"]["market"] == "sequence" and flagged["walk_forward"]["seeds"] == 3
+    assert cli.main(["--print-config", "--seeds", "0"]) == 2
+    assert "--seeds 0: must be >= 1" in capsys.readouterr().err
 
 
 def test_cli_runs_as_a_module(small_store, small_config):

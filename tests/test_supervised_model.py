@@ -7,6 +7,7 @@ import pytest
 import torch as th
 
 from backend.config.supervised import SIZE_PRESETS, SupervisedConfig, TrainingSection
+from backend.evaluation.session_stats import holm_adjust
 from backend.models.feature_extractors.registry import get_encoder_class
 from backend.supervised.calibration import (
     coverage_curve,
@@ -16,7 +17,7 @@ from backend.supervised.calibration import (
 )
 from backend.supervised.confidence import MahalanobisScorer, attention_confidence
 from backend.supervised.ensembles import ensemble_probabilities
-from backend.supervised.evaluation import holm_adjust
+from backend.supervised.evaluation import holm_adjust_finite
 from backend.supervised.model import MultiTaskModel, sequence_observation_space
 from backend.supervised.samples import PartData
 from backend.supervised.trainer import predict, task_loss, train_model
@@ -136,10 +137,12 @@ def test_coverage_curve_and_similarity_rank_confident_and_typical_first() -> Non
     assert sim[0] > 0.9 and sim[1] == 0.0
 
 
-def test_holm_adjustment() -> None:
-    got = holm_adjust([0.01, 0.04, 0.03, float("nan"), 0.5])
+def test_holm_adjustment_is_the_session_stats_one_over_the_finite_p_values() -> None:
+    got = holm_adjust_finite([0.01, 0.04, 0.03, float("nan"), 0.5])
     np.testing.assert_allclose(got[:3], [0.04, 0.09, 0.09])
     assert np.isnan(got[3]) and got[4] == pytest.approx(0.5)
+    finite = [0.01, 0.04, 0.03, 0.5]
+    np.testing.assert_allclose([got[i] for i in (0, 1, 2, 4)], holm_adjust(finite))
 
 
 def test_stacking_is_fitted_on_validation_and_beats_a_useless_member() -> None:

@@ -145,3 +145,61 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert printed["models"] == ["cnn"] and printed["ensemble"] is False
     assert printed["sequence_length"] == 64
     np.testing.assert_equal(printed["labels"]["horizon"], 4)
+
+
+def test_pooled_symbols_train_one_model_with_instrument_embeddings(
+    tmp_path: Path, load_script
+) -> None:
+    """``--symbols SPY,QQQ``: one pooled model per network, the symbol id an input of the
+    trunk, the table saved in the bundle; the multi-scale CNN is a config option."""
+    config = tmp_path / "pooled.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                **TINY,
+                "training": {"epochs": 1, "tensorboard": False},
+                "encoders": {"cnn": {"kernel_sizes": [2, 3, 5]}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    out = tmp_path / "run"
+    code = run_supervised.main(
+        [
+            "--market",
+            "momentum",
+            "--symbols",
+            "SPY,QQQ",
+            "--model",
+            "cnn,transformer",
+            "--tasks",
+            "direction",
+            "--config",
+            str(config),
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0
+    metrics = json.loads((out / "momentum" / "metrics.json").read_text(encoding="utf-8"))
+    assert {row["symbol"] for row in metrics["class_balance"]} == {"SPY", "QQQ"}
+    for mode in ("cnn", "transformer"):
+        bundle = load_bundle(out / "momentum" / "bundles" / mode)
+        assert bundle.config["encoder"]["instruments"] == ["SPY", "QQQ"]
+        assert set(bundle.normalizers) == {"SPY", "QQQ"}
+        model = bundle.model
+        assert model.trunk.instrument_embedding is not None
+        window = th.randn(1, model.trunk.dims.window, model.trunk.dims.n_features)
+        mask = th.ones(1, model.trunk.dims.window)
+        with th.no_grad():
+            spy = model(window, mask, th.tensor([0.0]))["direction"]
+            qqq = model(window, mask, th.tensor([1.0]))["direction"]
+        assert (spy - qqq).abs().max() > 1e-6
+        with pytest.raises(ValueError, match="needs the instrument id"):
+            model(window, mask)
+    cnn = load_bundle(out / "momentum" / "bundles" / "cnn")
+    assert cnn.config["encoder"]["kernel_sizes"] == [2, 3, 5]
+    date = load_bundle(out / "momentum" / "bundles" / "transformer").metadata["dates"]["test"][0]
+    script = load_script("visualize_attention")
+    args = ["--model", str(out / "momentum"), "--symbol", "QQQ", "--date", date]
+    assert script.main([*args, "--output", str(tmp_path / "att")]) == 0

@@ -218,7 +218,8 @@ def test_run_file_sections_and_errors(tmp_path: Path) -> None:
     ):
         load_experiment(path)
     path.write_text("reward:\n  name: sharpe\n")
-    with pytest.raises(ConfigError, match=r"reward: .*'dsr', 'log_return', 'cost_penalized'"):
+    names = r"'dsr', 'ddr', 'log_return', 'cost_penalized'"
+    with pytest.raises(ConfigError, match=rf"reward: .*{names}"):
         load_experiment(path)
 
 

@@ -91,15 +91,24 @@ def test_gap_too_large_for_training_range_raises():
         generate_windows(_bars(100), cfg)
 
 
-def test_max_windows_keeps_most_recent_and_renumbers():
+def test_max_windows_spreads_over_the_range_and_renumbers():
     cfg_all = WalkForwardConfig(train_sessions=60, test_sessions=10, gap_bars=GAP)
     every = generate_windows(_bars(200), cfg_all)
-    last2 = generate_windows(
-        _bars(200),
-        WalkForwardConfig(train_sessions=60, test_sessions=10, gap_bars=GAP, max_windows=2),
+    assert len(every) == 13
+    three = generate_windows(_bars(200), cfg_all.replace(max_windows=3))
+    assert [w.index for w in three] == [0, 1, 2]
+    # first, middle and last: the budget tests the whole range, not its most recent end
+    assert [w.test for w in three] == [every[0].test, every[6].test, every[12].test]
+    assert generate_windows(_bars(200), cfg_all.replace(max_windows=50)) == every
+
+
+def test_default_windows_tile_the_whole_range_after_the_first_training_range():
+    every = generate_windows(
+        _bars(200), WalkForwardConfig(train_sessions=60, test_sessions=10, gap_bars=GAP)
     )
-    assert [w.index for w in last2] == [0, 1]
-    assert [w.test for w in last2] == [w.test for w in every[-2:]]
+    tested = [s for w in every for s in range(w.test.start, w.test.stop)]
+    assert tested == list(range(every[0].test.start, every[-1].test.stop))
+    assert 200 - every[-1].test.stop < 10  # only a remainder shorter than one test range
 
 
 @pytest.mark.parametrize(
@@ -110,6 +119,8 @@ def test_max_windows_keeps_most_recent_and_renumbers():
         ({"val_fraction": 0.6}, "val_fraction"),
         ({"gap_bars": -1}, "gap_bars"),
         ({"step_sessions": 0}, "step_sessions"),
+        ({"windows": 0}, "windows"),
+        ({"seeds": 0}, "seeds"),
     ],
 )
 def test_config_validation(kwargs, match):
@@ -137,3 +148,21 @@ def test_window_table_reports_dates_and_bars():
     assert first["test_sessions"] == 30
     assert (table["test_start"] > table["val_end"]).all()
     assert (table["val_start"] > table["fit_end"]).all()
+
+
+def test_a_window_count_tiles_everything_after_the_first_training_range():
+    bars = _bars(200)
+    tiled = generate_windows(
+        bars, WalkForwardConfig(train_sessions=60, test_sessions=1, windows=3, gap_bars=GAP)
+    )
+    assert len(tiled) == 3
+    tested = [s for w in tiled for s in range(w.test.start, w.test.stop)]
+    assert tested == list(range(tiled[0].test.start, 200))  # nothing dropped at the end
+    lengths = [len(w.test) for w in tiled]
+    assert max(lengths) - min(lengths) < 3
+    one = generate_windows(
+        bars, WalkForwardConfig(train_sessions=60, test_sessions=1, windows=1, gap_bars=GAP)
+    )
+    assert one[0].test.stop == 200 and one[0].test.start == tiled[0].test.start
+    with pytest.raises(InsufficientDataError, match="cannot hold 500 test windows"):
+        generate_windows(bars, WalkForwardConfig(train_sessions=60, windows=500, gap_bars=GAP))

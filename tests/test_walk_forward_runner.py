@@ -8,11 +8,13 @@ serial numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from backend.evaluation import report as reports
 from backend.scripts import run_walk_forward as cli
@@ -161,10 +163,46 @@ def test_resume_after_a_crash_redoes_only_unfinished_jobs(
     assert _numbers(out) == _numbers(serial_run)
 
 
+RUN_RECORD_KEYS = ("output_dir", "created_utc")
+"""``metrics["run"]`` fields that name where and when a run was made, not what it found."""
+
+
+def _reproducible(value: object) -> object:
+    """metrics.json without the run's folder and time and the measured resources.
+
+    What remains is every number a run finds: per-window metrics, aggregates, the tests
+    with their p-values, power, windows, config and provenance.
+    """
+    if isinstance(value, dict):
+        return {
+            k: _reproducible(v)
+            for k, v in value.items()
+            if k not in RESOURCE_KEYS and k != "resources" and k not in RUN_RECORD_KEYS
+        }
+    if isinstance(value, list):
+        return [_reproducible(v) for v in value]
+    return value
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_same_command_twice_gives_the_same_metrics_json(serial_run, workspace):
+    out = workspace / "again"
+    assert cli.main(_argv(workspace, out)) == 0
+    first, second = _metrics(serial_run), _metrics(out)
+    assert first["tests"] and first["power"]  # the comparison covers the inference too
+    assert _reproducible(second) == _reproducible(first)
+    # Only the run's folder and time and the resources measured on this machine differ.
+    assert second["run"]["output_dir"] != first["run"]["output_dir"]
+
+
 def test_process_pool_gives_the_serial_results(serial_run, workspace):
     out = workspace / "pool"
     assert cli.main(_argv(workspace, out, "--workers", "2")) == 0
     assert _numbers(out) == _numbers(serial_run)
+    assert _reproducible(_metrics(out)) == _reproducible(_metrics(serial_run))
 
 
 def test_manual_only_run_is_archived_and_cross_mode_report_renders(serial_run, workspace):
@@ -228,6 +266,73 @@ def test_job_seeds_are_fixed_and_distinct():
     assert all(0 <= s < 2**31 for s in seeds)
 
 
+def test_job_seed_depends_on_dates_mode_and_replicate_not_on_the_window_position():
+    a = runner.Job(
+        0,
+        "cnn",
+        ("2024-01-02", "2024-02-01"),
+        ("2024-02-08", "2024-02-12"),
+        ("2024-02-20", "2024-02-23"),
+    )
+    moved = dataclasses.replace(a, window=7)
+    assert moved.window == 7 and moved.test == a.test
+    assert runner.job_seed(3, a) == runner.job_seed(3, moved)
+    other = {
+        runner.job_seed(3, runner.Job(0, "lstm", a.fit, a.val, a.test)),
+        runner.job_seed(3, runner.Job(0, "cnn", a.fit, a.val, a.test, replicate=1)),
+        runner.job_seed(3, runner.Job(0, "cnn", a.fit, a.val, ("2024-02-21", "2024-02-23"))),
+        runner.job_seed(4, a),
+    }
+    assert runner.job_seed(3, a) not in other and len(other) == 4
+
+
+def test_a_windows_model_is_identical_in_runs_with_different_window_counts(
+    workspace, serial_run, tmp_path
+):
+    """The same dates train the same model whether the run keeps 1 window or 2 (issue 9)."""
+    config = (workspace / "tiny.yaml").read_text().replace("max_windows: 2", "max_windows: 1")
+    one = tmp_path / "one.yaml"
+    one.write_text(config)
+    out = tmp_path / "one_window"
+    argv = _argv(workspace, out, modes="manual")
+    argv[argv.index(str(workspace / "tiny.yaml"))] = str(one)
+    assert cli.main(argv) == 0
+    single = json.loads((out / "windows" / "w00" / "manual" / "result.json").read_text())
+    both = [
+        json.loads(p.read_text())
+        for p in sorted((serial_run / "windows").glob("w*/manual/result.json"))
+    ]
+    same = [r for r in both if r["test_sessions"] == single["test_sessions"]]
+    assert len(same) == 1, "the one-window run must test one of the two-window run's windows"
+    twin = same[0]
+    assert twin["window"] != single["window"] or len(both) == 1
+    assert twin["seed"] == single["seed"]
+    assert (
+        twin["symbols"]["SPY"]["series"]["net_returns"]
+        == (single["symbols"]["SPY"]["series"]["net_returns"])
+    )
+    # The model itself: every saved weight of the two bundles is equal.
+    from backend.models.model_manager import load_bundle
+
+    bundle = "model_SPY"
+    twin_dir = serial_run / "windows" / f"w{twin['window']:02d}" / "manual" / bundle
+    a = load_bundle(twin_dir).model.policy.state_dict()
+    b = load_bundle(out / "windows" / "w00" / "manual" / bundle).model.policy.state_dict()
+    assert a.keys() == b.keys() and len(a) > 0
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_seeds_train_replicates_in_their_own_folders(workspace, tmp_path):
+    out = tmp_path / "replicates"
+    assert cli.main(_argv(workspace, out, "--seeds", "2", modes="manual")) == 0
+    first = json.loads((out / "windows" / "w00" / "manual" / "result.json").read_text())
+    second = json.loads((out / "windows" / "w00" / "manual-r1" / "result.json").read_text())
+    assert (first["replicate"], second["replicate"]) == (0, 1)
+    assert first["seed"] != second["seed"]
+    assert first["test_sessions"] == second["test_sessions"]
+    assert json.loads((out / "run.json").read_text())["spec"]["seeds"] == 2
+
+
 def test_default_output_is_stamped_under_the_ignored_output_root():
     path = cli.default_output("all")
     assert path.parent == cli.OUTPUT_ROOT / "all"
@@ -245,7 +350,9 @@ def test_short_preset_uses_small_shared_encoders():
         assert config.env.use_sequence_encoder == (mode != "manual")
         training = config.training
         assert training.share_features_extractor and training.shared_encoder_loss == "critic"
-        assert training.total_timesteps <= 5_000
+        assert training.total_timesteps <= 12_000
+        assert training.early_stop_smoothing > 1
+    assert short.walk_forward.windows == 1  # speed from fewer, longer windows
     long = resolve_experiment("long").for_mode("cnn")
     assert long.encoder == type(long.encoder)() and long.training == type(long.training)()
 
@@ -332,3 +439,36 @@ def test_default_run_leaves_the_tree_clean_and_publish_updates_tracked_records(
     assert "backend/evaluation/experiments/README.md" in changed
     assert "backend/evaluation/baseline_runs/" in changed
     assert "Docs/" not in changed  # cross-mode report: only when all four modes ran
+
+
+def test_the_ground_truth_job_runs_every_market_and_writes_the_table(
+    workspace, tmp_path, monkeypatch
+):
+    """The default job's path end to end at a tiny budget: three sub-runs, one table."""
+    from backend.training import train
+
+    monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
+    out = tmp_path / "gt"
+    argv = ["--config", str(workspace / "tiny.yaml"), "--sequence-encoder", "manual"]
+    assert cli.main([*argv, "--output", str(out)]) == 0
+    table = json.loads((out / "ground_truth.json").read_text())
+    assert [(r["scenario"], r["mode"]) for r in table["rows"]] == [
+        ("null", "manual"),
+        ("momentum", "manual"),
+        ("sequence", "manual"),
+    ]
+    assert set(table["claims"]) == {
+        "no_edge_claimed_in_null",
+        "momentum_found_by_every_mode",
+        "sequence_found_by_a_sequence_encoder_not_by_manual",
+    }
+    assert table["test_source"] == "report"  # verdicts from each run's Holm-adjusted tests
+    for market in ("null", "momentum", "sequence"):
+        run_info = json.loads((out / market / "run.json").read_text())
+        assert run_info["spec"]["market"] == market
+        assert (out / market / "report.md").is_file()
+    momentum = next(r for r in table["rows"] if r["scenario"] == "momentum")
+    assert momentum["theoretical_net_per_bar"] > 0  # the marker's theoretical edge
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Ground-truth comparison")
+    assert "[sequence](sequence/report.md)" in report

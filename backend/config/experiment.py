@@ -5,10 +5,10 @@
     ExperimentConfig
     ├── preset, modes, stochastic_eval      run fields of the main job
     ├── data          DataConfig            store, symbols, dates, synthetic market scenario
-    ├── walk_forward  WalkForwardConfig     window layout and purge gap
+    ├── walk_forward  WalkForwardConfig     window layout, purge gap, seed replicates
     ├── features      FeatureConfig         feature groups and their parameters
     ├── env           EnvConfig             costs, episodes, window length T
-    ├── reward        one of REWARD_CONFIGS (``name``: dsr | log_return | cost_penalized)
+    ├── reward        one of REWARD_CONFIGS (``name``: dsr | ddr | log_return | cost_penalized)
     ├── training      TrainingSettings      SAC hyper-parameters, seed, device, logging
     ├── encoder       one of ENCODER_CONFIGS (``name``: manual | cnn | lstm | transformer)
     ├── registry      RegistryConfig        model registry root and promotion gates
@@ -21,9 +21,10 @@ is a YAML key, and a new one becomes a valid ``name`` by being registered.
 Resolution (:func:`resolve_experiment`), lowest precedence first: schema defaults, the
 preset (``backend.config.presets``), the config file, command-line flags. Sections merge
 key by key; an ``encoder``/``reward`` section that names another ``name`` replaces the one
-below it (the encoder's ``size`` carries over). The result is validated once; any problem
-becomes one line naming its path (``encoder.local_window[1]: ...``) in a
-:class:`~backend.utils.config_model.ConfigError`.
+below it (the encoder's ``size`` carries over), and a ``walk_forward`` layer that sets
+``test_sessions`` without ``windows`` drops the ``windows`` count set below it. The result
+is validated once; any problem becomes one line naming its path
+(``encoder.local_window[1]: ...``) in a :class:`~backend.utils.config_model.ConfigError`.
 
 Derived, never contradicted: ``env.use_sequence_encoder`` follows the encoder, and
 ``walk_forward.gap_bars`` defaults to the longest feature lookback plus the reward horizon
@@ -33,21 +34,20 @@ Derived, never contradicted: ``env.use_sequence_encoder`` follows the encoder, a
 from __future__ import annotations
 
 import copy
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 
 from backend.config.presets import get_preset
 from backend.config.search_config import SearchConfig, check_space_paths
 from backend.config.training_config import TrainingSettings
 from backend.config.walk_forward_config import WalkForwardConfig
+from backend.data_download.data_config import DataConfig
 from backend.data_download.feature_config import FEATURE_PRESETS, FeatureConfig
 from backend.data_download.intraday_features import max_lookback
-from backend.data_download.synthetic_market import MARKET_SCENARIOS
 from backend.environments.env_config import EnvConfig
 from backend.environments.rewards import (
     REWARD_CONFIGS,
@@ -118,75 +118,6 @@ else:
     """Any registered encoder config, chosen by its ``name``."""
     RewardConfig = reward_config_union()
     """Any registered reward config, chosen by its ``name``."""
-
-_Symbol = Annotated[str, Field(strict=True, pattern=r"^[A-Z][A-Z0-9.\-^]{0,14}$")]
-_Date = Annotated[str, Field(strict=True, pattern=r"^\d{4}-\d{2}-\d{2}$")]
-
-
-class DataConfig(ConfigModel):
-    """Which bars a run reads.
-
-    The bar interval and VIX use are ``features`` fields (``features.interval``,
-    ``features.use_vix``), where the feature pipeline reads them.
-    """
-
-    data_dir: StrictStr | None = None
-    """Bar store root (``intraday/<SYMBOL>/<interval>/*.csv``). ``null``: ``./data`` when
-    it holds every symbol, else the embedded synthetic market (offline)."""
-    symbols: tuple[_Symbol, ...] = ("SPY",)
-    """Tickers, upper case; each gets its own model. The trainer trains exactly one."""
-    start: _Date | None = None
-    """First date to load (YYYY-MM-DD); ``null``: the first the store has."""
-    end: _Date | None = None
-    """Last date to load, inclusive (YYYY-MM-DD); ``null``: the last the store has."""
-    market: Annotated[
-        str, Field(strict=True, json_schema_extra={"enum": list(MARKET_SCENARIOS)})
-    ] = "null"
-    """Scenario of the embedded synthetic market used when no store is given (a key of
-    ``backend.data_download.synthetic_market.MARKET_SCENARIOS``; ``null`` plants no
-    signal)."""
-
-    @field_validator("symbols")
-    @classmethod
-    def _distinct_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("name at least one symbol")
-        if len(set(value)) != len(value):
-            raise ValueError(f"symbols has duplicates: {list(value)}")
-        return value
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _yaml_dates_as_text(cls, value: Any) -> Any:
-        # YAML reads an unquoted 2024-01-02 as a date; it means the same as the string.
-        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-            return value.isoformat()
-        return value
-
-    @field_validator("start", "end")
-    @classmethod
-    def _real_date(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                dt.date.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not a calendar date (YYYY-MM-DD)") from None
-        return value
-
-    @field_validator("market")
-    @classmethod
-    def _known_market(cls, value: str) -> str:
-        if value not in MARKET_SCENARIOS:
-            raise ValueError(
-                f"unknown market scenario {value!r}; expected one of {list(MARKET_SCENARIOS)}"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _ordered_dates(self) -> DataConfig:
-        if self.start is not None and self.end is not None and self.start > self.end:
-            raise ValueError(f"start {self.start} is after end {self.end}")
-        return self
 
 
 def required_gap_bars(features: FeatureConfig) -> int:
@@ -334,6 +265,10 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any], path: str = "") -> 
             if not path and key in _UNION_SECTIONS:
                 if "name" in value and "name" in below and value["name"] != below["name"]:
                     below = {k: v for k, v in below.items() if k in _UNION_SECTIONS[key]}
+            if not path and key == "walk_forward" and "test_sessions" in value:
+                if "windows" not in value:
+                    # An explicit test length beats a window count set below it (a preset).
+                    below = {k: v for k, v in below.items() if k != "windows"}
             out[key] = _merge(below, value, f"{path}{key}.")
         else:
             out[key] = copy.deepcopy(value)

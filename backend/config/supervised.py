@@ -194,7 +194,13 @@ class SupervisedConfig(_Section):
     latency_budget_ms: float = Field(default=100.0, gt=0.0)
     """Latency budget of one prediction (the design documents' 100 ms)."""
     encoders: dict[ModelName, dict[str, Any]] = Field(default_factory=dict)
-    """Per model, encoder config fields over the size preset (``TransformerConfig`` etc.)."""
+    """Per model, encoder config fields over the size preset (``TransformerConfig`` etc.),
+    e.g. ``{cnn: {kernel_sizes: [3, 5, 7]}}`` for the multi-scale CNN."""
+    instrument_embedding: bool = True
+    """When several symbols are pooled into one model (``--symbols SPY,QQQ``), give the
+    trunk each bar's symbol id through a learned instrument embedding (the encoder fields
+    ``instruments`` / ``instrument_dim``; saved with the encoder config in the bundle).
+    A single symbol never gets one."""
     labels: LabelSection = LabelSection()
     """Label definitions."""
     walk_forward: WindowSection = WindowSection()

@@ -8,7 +8,7 @@ settings and re-exports the feature config for the modules that import it from h
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -30,6 +30,7 @@ from backend.utils.config_model import (
 )
 
 __all__ = [
+    "CheckpointChoice",
     "FEATURE_GROUPS",
     "FEATURE_PRESETS",
     "REGULAR_SESSION_MINUTES",
@@ -37,6 +38,9 @@ __all__ = [
     "SharedEncoderLoss",
     "TrainingSettings",
 ]
+
+CheckpointChoice = Literal["best", "last"]
+"""Which weights a training run keeps (see :attr:`TrainingSettings.checkpoint`)."""
 
 
 class TrainingSettings(ConfigModel):
@@ -90,6 +94,28 @@ class TrainingSettings(ConfigModel):
     """Environment steps between validation evaluations."""
     early_stop_window: PosInt = 5
     """Evaluations in a row without a new best validation Sharpe before training stops."""
+    early_stop_smoothing: PosInt = 1
+    """Evaluations averaged into the early-stopping criterion (mean of the last N
+    validation Sharpes); > 1 stops one lucky evaluation on a short validation range from
+    choosing the checkpoint (issue 9)."""
+    early_stop_min_delta: NonNegFloat = 0.0
+    """Improvement of the (smoothed) annualized validation Sharpe needed to count as a new
+    best; a fraction of the validation Sharpe's standard error (reported in each job's
+    ``val_sharpe_se``) is a sensible value."""
+    checkpoint: CheckpointChoice = "best"
+    """Which weights a training run keeps: ``best`` (the best smoothed validation
+    evaluation, restored at the end) or ``last`` (where training ended)."""
+    input_jitter: NonNegFloat = 0.0
+    """Augmentation (off at 0): std of Gaussian noise added to the normalized features of
+    every training observation, never at validation or test
+    (:mod:`backend.training.augmentation`)."""
+    feature_dropout: Annotated[float, Field(strict=True, ge=0.0, lt=1.0)] = 0.0
+    """Augmentation (off at 0): probability that each feature column of a training
+    observation is zeroed (its normalized mean), in ``[0, 1)``."""
+    resample_probability: Annotated[float, Field(strict=True, ge=0.0, le=1.0)] = 0.0
+    """Augmentation (off at 0): probability that a training episode starts at a session
+    drawn from one bootstrap resample of the fit sessions (drawn once per training run)
+    instead of uniformly; in ``[0, 1]``."""
     seed: NonNegInt = 0
     """Seed of SB3 (torch, numpy, the env's ``np_random``); the main job's run seed, from
     which every (window, encoder) job derives its own (``walk_forward_runner.derive_seed``)."""

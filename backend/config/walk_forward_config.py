@@ -35,8 +35,20 @@ class WalkForwardConfig(ConfigModel):
     below it is an error (:class:`backend.config.experiment.ExperimentConfig`)."""
     anchored: StrictBool = False
     """If true, every window's training range starts at the first session (expanding)."""
+    windows: PosInt | None = None
+    """If set, exactly this many windows tile everything after the first training range:
+    ``test_sessions`` is replaced by ``available // windows`` and the last window also
+    takes the remainder, so no session is dropped. How a preset buys speed: fewer, longer
+    windows over the same history (issue 9). ``null``: windows of ``test_sessions``."""
     max_windows: PosInt | None = None
-    """Keep only the last ``max_windows`` windows (the most recent data); ``None`` keeps all."""
+    """A budget: keep ``max_windows`` windows spread evenly over the range (first and last
+    included), never just the most recent ones; ``None`` keeps all, which tiles the whole
+    requested range. Prefer fewer, longer windows (``windows``) to a budget."""
+
+    seeds: PosInt = 1
+    """Training replicates per (window, mode), each with its own seed derived from (run
+    seed, window dates, mode, replicate); the report shows the spread across seeds and
+    tests on the seed-averaged session returns (``--seeds N``)."""
 
     @property
     def step(self) -> int:

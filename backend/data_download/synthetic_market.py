@@ -23,6 +23,15 @@ The model, per session ``s`` and bar ``k`` (all randomness from one
   (``z_0`` fresh each session, gaps never predictable). With ``phi = 0`` every underlying
   price is a martingale in everything an agent can observe; see
   :func:`theoretical_edge_per_bar` for what ``phi > 0`` is worth.
+* **Planted pattern** (``pattern_strength = c``, default 0): within a session
+  ``z_k = c * sign(z_{k-a}) * sign(z_{k-b}) + sqrt(1 - c**2) * e_k`` for ``k >= b``, with
+  ``(a, b) = pattern_lags`` (default (2, 5)). The next bar's sign is the XOR (parity) of the
+  signs of two single past bars: uncorrelated with every single lagged return and with every
+  linear filter of them (multi-bar returns, RSI, MACD, ...), so it is invisible to the manual
+  features of one bar and plain to any model that sees the window of single-bar returns.
+* **Scenarios.** :data:`MARKET_SCENARIOS` names the ground-truth markets of the main job:
+  ``null`` (no edge), ``momentum`` (the AR(1)) and ``sequence`` (the pattern); each writes
+  its theoretical edge into the data set's marker (:func:`scenario_metadata`).
 * **Log returns** are ``sigma * z - sigma**2 / 2`` so that ``E[P_t / P_{t-1}] = 1`` exactly
   at ``phi = 0`` (times ``exp(drift)`` if ``annual_drift`` is set; it is 0 by default).
 * **Bar ranges.** High and low are drawn as the exact extremes of a Brownian bridge from the
@@ -41,7 +50,8 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +186,12 @@ class SyntheticMarketConfig:
     """Expected annual return of the underlyings. Nonzero breaks the martingale property."""
     signal_strength: float = 0.0
     """AR(1) coefficient ``phi`` of standardized bar shocks within a session, in [0, 1)."""
+    pattern_strength: float = 0.0
+    """``c`` in [0, 1): correlation of a bar's shock with ``sign(z_{k-a}) * sign(z_{k-b})``
+    (the planted sequence pattern, see the module docstring); 0 plants nothing."""
+    pattern_lags: tuple[int, int] = (2, 5)
+    """``(a, b)``, ``1 <= a < b``: the lags, in bars, of the two past bars whose sign parity
+    sets the next bar's sign. With ``a >= 2`` the bar that just closed carries nothing."""
     vix_calm_level: float = 14.0
     """Level the VIX reverts to in the calm regime."""
     vix_stressed_level: float = 26.0
@@ -219,6 +235,22 @@ class SyntheticMarketConfig:
             raise ValueError("overnight_variance_share must be in [0, 1)")
         if not 0.0 <= self.signal_strength < 1.0:
             raise ValueError(f"signal_strength must be in [0, 1), got {self.signal_strength}")
+        if not 0.0 <= self.pattern_strength < 1.0:
+            raise ValueError(f"pattern_strength must be in [0, 1), got {self.pattern_strength}")
+        if isinstance(self.pattern_lags, list):
+            object.__setattr__(self, "pattern_lags", tuple(self.pattern_lags))
+        lags = self.pattern_lags
+        if (
+            len(lags) != 2
+            or not all(isinstance(x, int) for x in lags)
+            or not 1 <= lags[0] < lags[1]
+        ):
+            raise ValueError(f"pattern_lags must be two ints 1 <= a < b, got {lags}")
+        if self.signal_strength > 0.0 and self.pattern_strength > 0.0:
+            raise ValueError(
+                "plant one edge at a time: signal_strength and pattern_strength are both > 0, "
+                "and the theoretical edge is only exact for one of them"
+            )
         if not -1.0 < self.vix_return_correlation < 0.0:
             raise ValueError("vix_return_correlation must be in (-1, 0): VIX moves against SPY")
         if not 0.0 <= self.volume_activity_weight <= 1.0:
@@ -261,56 +293,147 @@ class SyntheticMarketConfig:
 
 
 DEFAULT_CONFIG = SyntheticMarketConfig()
-
-MARKET_SCENARIOS: dict[str, SyntheticMarketConfig] = {
-    # No planted signal: every price is a martingale in what an agent can observe, so any
-    # test-range edge a model shows on it is noise (the null hypothesis, and the default).
-    "null": DEFAULT_CONFIG,
-}
-"""Named synthetic markets: the experiment's ``data.market`` is one of these keys."""
-
-
-def market_scenario(name: str) -> SyntheticMarketConfig:
-    """The synthetic market config of scenario ``name``.
-
-    Raises:
-        ValueError: for an unknown name, listing the known ones.
-    """
-    try:
-        return MARKET_SCENARIOS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown market scenario {name!r}; expected one of {list(MARKET_SCENARIOS)}"
-        ) from None
-
-
-"""Sessions of 2023 and 2024 (502), seed 25, no planted signal: the main job's market."""
+"""Sessions of 2023 and 2024 (502), seed 25, no planted signal: the ``null`` scenario."""
 
 
 @dataclass(frozen=True)
 class SignalEdge:
-    """What the planted momentum is worth to the simplest strategy that exploits it.
+    """What the planted edge is worth to the simplest strategy that exploits it.
 
-    The strategy, on full sessions: flat over the first bar, then hold ``sign(r_k)`` (the
-    sign of the bar that just closed) over bar ``k + 1``, flat at the close. Returns are
-    fractions (0.0001 = 1 bp).
+    The strategy, on full sessions, for ``kind="momentum"``: flat over the first bar, then
+    hold ``sign(r_k)`` (the sign of the bar that just closed) over bar ``k + 1``, flat at the
+    close. For ``kind="sequence"``: flat until bar ``b``, then hold ``sign(r_{k-a}) *
+    sign(r_{k-b})`` over bar ``k``. At zero cost this is the optimal policy among positions
+    in ``[-1, 1]`` (it holds the sign of the conditional mean). Returns are fractions
+    (0.0001 = 1 bp). ``kind="none"`` has every edge figure at 0.
     """
 
     symbol: str
     """Symbol the numbers are for."""
     signal_strength: float
-    """``phi``: correlation of consecutive standardized shocks within a session."""
+    """``phi`` (momentum) or ``c`` (sequence): the planted correlation."""
     bar_vol: float
     """Root-mean-square return std of one bar (regimes and time of day averaged)."""
     edge_per_bar: float
-    """Expected gross return per bar held: ``phi * sqrt(2 / pi) * E[sigma of held bars]``."""
+    """Expected gross return per bar held (momentum: ``phi * sqrt(2 / pi) * E[sigma]``,
+    sequence: ``c * E[sigma]``)."""
     edge_to_vol: float
     """``edge_per_bar / bar_vol``; what a test can compare with a measured edge / bar std."""
     flip_probability: float
-    """``1/2 - arcsin(phi) / pi``: chance the position flips sign from one bar to the next."""
+    """Chance the position flips sign from one held bar to the next (momentum:
+    ``1/2 - arcsin(phi) / pi``, the bivariate-normal orthant probability; sequence: exact
+    from the Markov chain of the last ``b`` signs)."""
     breakeven_round_trip_cost: float
     """Round-trip cost at which the strategy's expected net return is zero: gross edge of
-    the 25 held bars over ``1 + 24 * flip_probability`` round trips per session."""
+    the held bars over ``1 + (held - 1) * flip_probability`` round trips per session."""
+    kind: str = "momentum"
+    """``none``, ``momentum`` or ``sequence``: which planted edge the figures describe."""
+    held_bars: int = FULL_DAY_BARS - 1
+    """Bars of a full session the strategy holds a position over."""
+
+    def per_session_bar(self, cost_rate: float = 0.0) -> float:
+        """Expected net return per bar of a full session (held or not) at ``cost_rate``.
+
+        ``cost_rate`` is the cost per unit of notional traded (commission plus slippage,
+        ``EnvConfig.cost_rate``); a session trades 1 unit in, 2 per flip and 1 out. Negative
+        when costs eat the edge (then flat, 0, is better).
+        """
+        if self.kind == "none":
+            return 0.0
+        trades = 2.0 + 2.0 * (self.held_bars - 1) * self.flip_probability
+        gross = self.held_bars * self.edge_per_bar
+        return (gross - cost_rate * trades) / FULL_DAY_BARS
+
+    def annual_sharpe(self, cost_rate: float = 0.0) -> float:
+        """Approximate annualized Sharpe of the strategy (bar std: ``bar_vol`` on held bars).
+
+        An approximation for orientation (the report's "how close" column), not a test
+        statistic: it ignores the edge's own contribution to the variance.
+        """
+        std = self.bar_vol * math.sqrt(self.held_bars / FULL_DAY_BARS)
+        bars_per_year = TRADING_DAYS_PER_YEAR * FULL_DAY_BARS
+        return self.per_session_bar(cost_rate) / std * math.sqrt(bars_per_year)
+
+    def to_dict(self, cost_rate: float | None = None) -> dict[str, Any]:
+        """JSON-ready figures; with ``cost_rate`` also the net ones at that cost."""
+        out: dict[str, Any] = dataclasses.asdict(self)
+        out["per_session_bar_gross"] = self.per_session_bar(0.0)
+        out["annual_sharpe_gross"] = self.annual_sharpe(0.0)
+        if cost_rate is not None:
+            out["cost_rate"] = cost_rate
+            out["per_session_bar_net"] = self.per_session_bar(cost_rate)
+            out["annual_sharpe_net"] = self.annual_sharpe(cost_rate)
+        return out
+
+
+@dataclass(frozen=True)
+class MarketScenario:
+    """A named ground-truth market: what is planted and how the main job should read it."""
+
+    name: str
+    """Registry key (``--market``, ``data.market``)."""
+    description: str
+    """One line for ``--help`` and reports."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Fields of :class:`SyntheticMarketConfig` set over :data:`DEFAULT_CONFIG`."""
+    planted: str = "none"
+    """``none``, ``momentum`` or ``sequence``: the kind of edge (``SignalEdge.kind``)."""
+    findable_by_manual: bool = False
+    """Whether the one-bar manual features can see the edge (the report's expectation)."""
+
+
+MARKET_SCENARIOS: dict[str, MarketScenario] = {
+    "null": MarketScenario(
+        "null",
+        "no edge: prices are martingales in everything an agent sees; nobody may claim one",
+    ),
+    "momentum": MarketScenario(
+        "momentum",
+        "AR(1) momentum of bar shocks (phi = 0.3): the last bar's sign predicts the next; "
+        "every encoder mode, manual included, should find it",
+        overrides={"signal_strength": 0.3},
+        planted="momentum",
+        findable_by_manual=True,
+    ),
+    "sequence": MarketScenario(
+        "sequence",
+        "the next bar's sign is the parity of the signs of bars t-1 and t-4 (c = 0.3): "
+        "invisible to one bar's manual features, plain to a window of single bars",
+        overrides={"pattern_strength": 0.3, "pattern_lags": (2, 5)},
+        planted="sequence",
+        findable_by_manual=False,
+    ),
+}
+"""The ground-truth markets, by name: the one source of scenario names."""
+
+MARKET_NAMES: tuple[str, ...] = tuple(MARKET_SCENARIOS)
+"""Valid scenario names, in report order (``null`` first)."""
+
+
+def market_scenario(
+    name: str, base: SyntheticMarketConfig = DEFAULT_CONFIG
+) -> SyntheticMarketConfig:
+    """The market config of scenario ``name`` (its overrides applied over ``base``).
+
+    Raises:
+        ValueError: If ``name`` is not a registered scenario.
+    """
+    try:
+        scenario = MARKET_SCENARIOS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown market scenario {name!r}; expected one of {', '.join(MARKET_NAMES)}"
+        ) from None
+    return dataclasses.replace(base, **dict(scenario.overrides))
+
+
+def scenario_of(config: SyntheticMarketConfig) -> str:
+    """Which planted edge ``config`` carries: ``none``, ``momentum`` or ``sequence``."""
+    if config.signal_strength > 0.0:
+        return "momentum"
+    if config.pattern_strength > 0.0:
+        return "sequence"
+    return "none"
 
 
 # --------------------------------------------------------------------------- model pieces
@@ -364,11 +487,46 @@ def intraday_bar_vol(annual_vol: float, config: SyntheticMarketConfig) -> float:
     return annual_vol * math.sqrt(share / (TRADING_DAYS_PER_YEAR * FULL_DAY_BARS))
 
 
-def theoretical_edge_per_bar(config: SyntheticMarketConfig, symbol: str = "SPY") -> SignalEdge:
-    """How much the planted signal is worth, so tests can pick a strength that beats costs.
+def _pattern_flip_probability(c: float, a: int, b: int) -> float:
+    """Exact mean flip rate of ``sign(z_{k-a} z_{k-b})`` over the held bars of a session.
 
-    With ``phi = config.signal_strength`` the standardized shocks ``z`` of consecutive bars
-    in a session are jointly normal with correlation ``phi``, and bar ``k + 1`` returns
+    The signs of the last ``b`` bars form a Markov chain with ``2**b`` states: bars before
+    ``b`` are fair coins, later ones are +1 with probability ``Phi(c p / sqrt(1 - c**2))``
+    where ``p`` is the parity of the state's bits at lags ``a`` and ``b``. Propagating the
+    state distribution over a full session gives the flip rate without simulation.
+    """
+    from scipy.stats import norm
+
+    n_states = 1 << b  # bit j of a state: sign of the bar j + 1 bars back (1 = positive)
+    states = np.arange(n_states)
+    bit = lambda lag: (states >> (lag - 1)) & 1  # noqa: E731
+    parity = np.where(bit(a) == bit(b), 1.0, -1.0)  # (2**b,)
+    p_up = norm.cdf(c * parity / math.sqrt(1.0 - c * c)) if c > 0 else np.full(n_states, 0.5)
+    dist = np.full(n_states, 1.0 / n_states)  # first b bars: fair coins, independent
+    flips, count = 0.0, 0
+    for k in range(b, FULL_DAY_BARS):
+        # Position over bar k is the parity of the state before it; over bar k + 1 the
+        # parity of the state after bar k.
+        up_state = ((states << 1) | 1) & (n_states - 1)
+        down_state = (states << 1) & (n_states - 1)
+        if k + 1 < FULL_DAY_BARS:
+            p_next_up = parity[up_state]
+            p_next_down = parity[down_state]
+            flip = p_up * (p_next_up != parity) + (1 - p_up) * (p_next_down != parity)
+            flips += float(np.sum(dist * flip))
+            count += 1
+        new = np.zeros(n_states)
+        np.add.at(new, up_state, dist * p_up)
+        np.add.at(new, down_state, dist * (1 - p_up))
+        dist = new
+    return flips / max(count, 1)
+
+
+def theoretical_edge_per_bar(config: SyntheticMarketConfig, symbol: str = "SPY") -> SignalEdge:
+    """How much the planted edge is worth, so tests can pick a strength that beats costs.
+
+    Momentum, ``phi = config.signal_strength``: the standardized shocks ``z`` of consecutive
+    bars in a session are jointly normal with correlation ``phi``, and bar ``k + 1`` returns
     ``sigma_{k+1} * z_{k+1}`` (plus ``-sigma**2 / 2``, negligible at 15 minutes). Holding
     ``sign(r_k)`` over bar ``k + 1`` therefore earns ``sigma_{k+1} * phi * E|z_k| = phi *
     sqrt(2 / pi) * sigma_{k+1}``; averaged over regimes, day jitter and bars 2..26 of a full
@@ -376,6 +534,10 @@ def theoretical_edge_per_bar(config: SyntheticMarketConfig, symbol: str = "SPY")
     the rms ``bar_vol``. The position flips with probability ``1/2 - arcsin(phi) / pi`` (the
     orthant probability of a bivariate normal). A leveraged ETF scales every figure by its
     leverage except the ratios.
+
+    Sequence, ``c = config.pattern_strength``: ``E[p_k z_k] = c`` for the parity ``p_k`` of
+    the two lagged signs, so holding ``p_k`` over bar ``k`` earns ``c * sigma_k`` on bars
+    ``b..26``; the flip rate comes from :func:`_pattern_flip_probability`.
 
     Example, default config, SPY: ``bar_vol`` ~0.18 %; at ``phi = 0.3`` the edge is ~3.7 bp
     per bar held and the break-even round trip ~8.7 bp, well above 2-4 bp costs; at ``phi =
@@ -410,20 +572,44 @@ def theoretical_edge_per_bar(config: SyntheticMarketConfig, symbol: str = "SPY")
     )
     bars = np.arange(FULL_DAY_BARS, dtype=float)
     profile = _vol_profile(config, bars, np.full(FULL_DAY_BARS, float(FULL_DAY_BARS)))
-    held_sigma = bar_vol * mean_day * float(np.mean(profile[1:]))
-    phi = config.signal_strength
-    edge = phi * math.sqrt(2.0 / math.pi) * held_sigma
-    flip = 0.5 - math.asin(phi) / math.pi
-    held = FULL_DAY_BARS - 1
+    kind = scenario_of(config)
+    if kind == "sequence":
+        a, b = config.pattern_lags
+        strength = config.pattern_strength
+        held = FULL_DAY_BARS - b
+        held_sigma = bar_vol * mean_day * float(np.mean(profile[b:]))
+        edge = strength * held_sigma
+        flip = _pattern_flip_probability(strength, a, b)
+    else:
+        strength = config.signal_strength
+        held = FULL_DAY_BARS - 1
+        held_sigma = bar_vol * mean_day * float(np.mean(profile[1:]))
+        edge = strength * math.sqrt(2.0 / math.pi) * held_sigma
+        flip = 0.5 - math.asin(strength) / math.pi
     return SignalEdge(
         symbol=symbol,
-        signal_strength=phi,
+        signal_strength=strength,
         bar_vol=bar_vol,
         edge_per_bar=edge,
         edge_to_vol=edge / bar_vol,
         flip_probability=flip,
         breakeven_round_trip_cost=held * edge / (1.0 + (held - 1) * flip),
+        kind=kind,
+        held_bars=held,
     )
+
+
+def scenario_metadata(
+    config: SyntheticMarketConfig, cost_rate: float | None = None
+) -> dict[str, Any]:
+    """What a data set's marker records about its planted edge, per tradable symbol."""
+    tradable = [u.symbol for u in config.underlyings] + [lev.symbol for lev in config.leveraged]
+    return {
+        "planted": scenario_of(config),
+        "theoretical_edge": {
+            sym: theoretical_edge_per_bar(config, sym).to_dict(cost_rate) for sym in tradable
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -478,6 +664,27 @@ def _ar1_within_sessions(shocks: _FloatArray, phi: float) -> _FloatArray:
     innov = shocks * math.sqrt(1.0 - phi**2)
     innov[:, 0] = shocks[:, 0]  # z_0 ~ N(0, 1): each session starts stationary
     out: _FloatArray = lfilter([1.0], [1.0, -phi], innov, axis=1)
+    return out
+
+
+def _pattern_within_sessions(shocks: _FloatArray, c: float, lags: tuple[int, int]) -> _FloatArray:
+    """Plant the sign-parity pattern: ``z_k = c p_k + sqrt(1 - c**2) e_k`` from bar ``b`` on.
+
+    ``p_k = sign(z_{k-a}) * sign(z_{k-b})`` uses the *planted* shocks of earlier bars, so
+    the recursion runs bar by bar (26 steps, vectorised over sessions). Each ``z_k`` keeps
+    mean 0 and variance 1 (``p_k**2 = 1``), so volatility and every linear autocorrelation
+    are unchanged; only the sign parity carries information.
+    """
+    if c == 0.0:
+        return shocks
+    a, b = lags
+    out = shocks.copy()
+    scale = math.sqrt(1.0 - c * c)
+    for k in range(b, shocks.shape[1]):
+        parity = np.where(out[:, k - a] >= 0.0, 1.0, -1.0) * np.where(
+            out[:, k - b] >= 0.0, 1.0, -1.0
+        )
+        out[:, k] = c * parity + scale * shocks[:, k]
     return out
 
 
@@ -622,6 +829,7 @@ def generate_synthetic_market(
         b = spec.factor_loading
         eps = b * factor_bar + math.sqrt(1.0 - b**2) * idio_bar[i]  # (S, K) iid N(0, 1)
         z = _ar1_within_sessions(eps, config.signal_strength)  # (S, K)
+        z = _pattern_within_sessions(z, config.pattern_strength, config.pattern_lags)
         z_gap = b * factor_gap + math.sqrt(1.0 - b**2) * idio_gap[i]  # (S,)
         sigma = intraday_bar_vol(spec.annual_vol, config) * day_mult[:, None] * vol_prof
         sigma_gap = spec.annual_vol * gap_scale * day_mult  # (S,)
@@ -790,6 +998,16 @@ def _marker_payload(config: SyntheticMarketConfig) -> dict[str, Any]:
     }
 
 
+DEFAULT_COST_RATE = 2e-4
+"""Commission plus slippage per unit traded of the env's defaults (1 + 1 bp,
+``EnvConfig.cost_rate``), at which the marker states the net theoretical edge."""
+
+
+def read_marker(data_dir: str | Path) -> dict[str, Any] | None:
+    """The ``SYNTHETIC.json`` marker of ``data_dir`` (scenario, edge, config), or None."""
+    return _read_marker(Path(data_dir))
+
+
 def _read_marker(data_dir: Path) -> dict[str, Any] | None:
     try:
         loaded = json.loads((data_dir / MARKER_FILE).read_text(encoding="utf-8"))
@@ -857,7 +1075,8 @@ def write_synthetic_market(
     if hasattr(os, "sync"):
         os.sync()
     sessions = len({p.name for paths in written.values() for p in paths})
-    _write_marker(root, {**payload, "complete": True, "sessions": sessions})
+    edge = scenario_metadata(config, DEFAULT_COST_RATE)
+    _write_marker(root, {**payload, **edge, "complete": True, "sessions": sessions})
     return written
 
 
@@ -890,3 +1109,13 @@ def ensure_synthetic_dataset(
             return root
     write_synthetic_market(root, config)
     return root
+
+
+def ensure_scenario_dataset(data_root: str | Path, name: str) -> Path:
+    """The scenario's market in ``<data_root>/<name>`` (generated once, then cheap).
+
+    One folder per scenario, so switching ``--market`` never overwrites another scenario's
+    data; the marker there records the scenario name and its theoretical edge.
+    """
+    config = market_scenario(name)
+    return ensure_synthetic_dataset(Path(data_root) / name, config)

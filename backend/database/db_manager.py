@@ -31,7 +31,13 @@ from backend.data_download.csv_store import list_csv_files, session_csv_path, wr
 from backend.data_download.loader import available_symbols
 from backend.data_download.schema import DEFAULT_INTERVAL, INTERVALS, NY_TZ, DataIssue, bar_index
 from backend.database.bar_database import DEFAULT_DATABASE_DIR, BarDatabase, DatabaseError
-from backend.database.ingest import IngestOutcome, IngestRefused, ingest_files, ingest_store
+from backend.database.ingest import (
+    IngestOutcome,
+    IngestRefused,
+    ingest_files,
+    ingest_store,
+    one_line,
+)
 from backend.database.inventory import describe
 
 MAX_ISSUES_SHOWN = 20
@@ -84,7 +90,7 @@ def _print_outcome(outcome: IngestOutcome) -> None:
 
 def _print_issues(issues: Sequence[DataIssue]) -> None:
     for issue in issues[:MAX_ISSUES_SHOWN]:
-        print(f"  {issue}")
+        print(f"  {one_line(issue)}")
     if len(issues) > MAX_ISSUES_SHOWN:
         print(f"  ... and {len(issues) - MAX_ISSUES_SHOWN} more")
 

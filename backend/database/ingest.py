@@ -41,13 +41,22 @@ from backend.database.bar_database import (
     check_symbol_name,
 )
 
+MAX_LINE_CHARS = 300
+"""Longest one-line message about an issue (a broken quote can make a 'cell' of many rows)."""
+
+
+def one_line(issue: DataIssue | str) -> str:
+    """``issue`` as one line: line breaks escaped, cut at :data:`MAX_LINE_CHARS`."""
+    text = str(issue).replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= MAX_LINE_CHARS else text[: MAX_LINE_CHARS - 3] + "..."
+
 
 class IngestRefused(DatabaseError):
     """Validation found errors: nothing was stored. ``errors`` holds each one."""
 
     def __init__(self, what: str, errors: Sequence[DataIssue]) -> None:
         self.errors = list(errors)
-        first = str(self.errors[0]) if self.errors else "no bars"
+        first = one_line(self.errors[0]) if self.errors else "no bars"
         super().__init__(
             f"{what}: {len(self.errors)} data error(s), nothing stored; first: {first}"
         )

@@ -1,7 +1,10 @@
 """The main job: walk-forward runs of every encoder mode on the same rolling windows.
 
-``python -m backend.scripts.run_walk_forward`` with no arguments runs offline on the
-embedded synthetic market (SPY, every registered encoder, the ``short`` budget: 2 windows).
+``python -m backend.scripts.run_walk_forward`` with no arguments runs the ground-truth
+comparison offline: every registered encoder on each embedded synthetic market scenario
+(``null``, ``momentum``, ``sequence``; ``--market`` / ``data.market`` picks one), then one
+table of which mode finds which planted edge (:mod:`backend.evaluation.ground_truth`).
+``--data-dir`` runs on real bars instead (labelled as real data; no scenario).
 ``--dry-run`` loads and validates the data and prints the window table (dates and bar
 counts of fit, validation and test) without training; ``--print-config`` prints the
 resolved experiment (preset + ``--config`` file + flags) as YAML. See
@@ -29,9 +32,15 @@ from backend.data_download.dataset import SymbolDataset
 from backend.data_download.feature_config import FeatureConfig
 from backend.data_download.loader import DataQualityWarning
 from backend.data_download.schema import DataValidationError
-from backend.data_download.synthetic_market import ensure_synthetic_dataset
+from backend.data_download.synthetic_market import (
+    MARKET_NAMES,
+    MARKET_SCENARIOS,
+    ensure_synthetic_dataset,
+    market_scenario,
+    read_marker,
+)
+from backend.evaluation import ground_truth, tracking
 from backend.evaluation import report as reports
-from backend.evaluation import tracking
 from backend.models.feature_extractors import encoder_names
 from backend.training import walk_forward_runner as runner
 from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
@@ -80,8 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=None,
-        help="root holding intraday/<SYMBOL>/15m/*.csv (data.data_dir; default: ./data if it "
-        "has the symbols, else the embedded synthetic market in ./data/synthetic)",
+        help="root holding intraday/<SYMBOL>/15m/*.csv of real bars (data.data_dir; default: "
+        "none, the embedded synthetic ground-truth markets)",
+    )
+    parser.add_argument(
+        "--market",
+        default=None,
+        choices=[*MARKET_NAMES, "all"],
+        help="synthetic ground-truth market (data.market): "
+        + "; ".join(f"{n}: {s.description}" for n, s in MARKET_SCENARIOS.items())
+        + "; all: each of them and the ground-truth table (the default when neither "
+        "--data-dir, --market nor the config file's data section chooses the data)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="training replicates per (window, mode), each with its own derived seed "
+        "(walk_forward.seeds); tests use the seed-averaged session returns (default 1)",
     )
     parser.add_argument(
         "--sequence-encoder",
@@ -221,9 +246,14 @@ def common_sessions(datasets: Sequence[SymbolDataset]) -> tuple[pd.DatetimeIndex
     return common, counts.to_numpy(dtype=np.int64)
 
 
-def describe_data(datasets: Sequence[SymbolDataset], data_dir: Path, synthetic: bool) -> str:
-    """Per-symbol summary lines for the console."""
-    source = "embedded synthetic market" if synthetic else "CSV store"
+def describe_data(
+    datasets: Sequence[SymbolDataset], data_dir: Path, synthetic: bool, market: str | None = None
+) -> str:
+    """Per-symbol summary lines for the console; real data never mention a scenario."""
+    if synthetic:
+        source = "embedded synthetic market" + (f", scenario {market}" if market else "")
+    else:
+        source = "real data, CSV store"
     lines = [f"data: {data_dir} ({source})"]
     for ds in datasets:
         idx = ds.market.index
@@ -267,7 +297,13 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         data["start"] = args.start
     if args.end is not None:
         data["end"] = args.end
+    if args.market is not None and args.market != "all":
+        data["market"] = args.market
     out: dict[str, Any] = {"data": data} if data else {}
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise UserError(f"--seeds {args.seeds}: must be >= 1")
+        out["walk_forward"] = {"seeds": args.seeds}
     if args.sequence_encoder is not None:
         out["modes"] = list(parse_modes(args.sequence_encoder))
     if args.seed is not None:
@@ -281,8 +317,13 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def resolve_cli_config(args: argparse.Namespace) -> ExperimentConfig:
+def resolve_cli_config(args: argparse.Namespace, market: str | None = None) -> ExperimentConfig:
     """The experiment of a command line: preset < ``--config`` file < flags.
+
+    Args:
+        args: The parsed command line.
+        market: Scenario of one sub-run of the ground-truth comparison (set over the
+            flags as ``data.market``); ``None`` for an ordinary run.
 
     Raises:
         UserError: for an unreadable file or a flag mistake.
@@ -290,9 +331,22 @@ def resolve_cli_config(args: argparse.Namespace) -> ExperimentConfig:
     """
     if args.config is not None and not args.config.is_file():
         raise UserError(f"--config {args.config}: no such file")
-    return resolve_experiment(
-        args.mode, args.config, cli_overrides(args), default_preset=DEFAULT_PRESET
-    )
+    overrides = cli_overrides(args)
+    if market is not None:
+        overrides = {**overrides, "data": {**overrides.get("data", {}), "market": market}}
+    return resolve_experiment(args.mode, args.config, overrides, default_preset=DEFAULT_PRESET)
+
+
+def is_ground_truth_run(args: argparse.Namespace, config: ExperimentConfig) -> bool:
+    """Whether the command line asks for the ground-truth comparison (every scenario).
+
+    ``--market all``, or nothing that chooses the data: no ``--data-dir``, no ``--market``
+    and no ``data.data_dir`` / ``data.market`` in the config file. This is the default job.
+    """
+    if args.market is not None:
+        return bool(args.market == "all")
+    chosen = config.data.model_fields_set & {"data_dir", "market"}
+    return config.data.data_dir is None and not chosen
 
 
 def default_output(choice: str, now: dt.datetime | None = None, root: Path | None = None) -> Path:
@@ -331,15 +385,25 @@ def load_datasets(
     return datasets, [str(w.message) for w in caught]
 
 
-def _spec_from_args(args: argparse.Namespace) -> tuple[runner.RunSpec, Path, bool]:
-    """A new run's spec from the command line (and its data dir, synthetic flag)."""
-    config = resolve_cli_config(args)
+def _spec_from_args(
+    args: argparse.Namespace, market: str | None = None, stamp: dt.datetime | None = None
+) -> tuple[runner.RunSpec, Path, bool]:
+    """A new run's spec from the command line (and its data dir, synthetic flag).
+
+    ``market`` names one scenario of the ground-truth comparison: its run goes to
+    ``<run directory>/<market>`` and always reads the synthetic market.
+    """
+    config = resolve_cli_config(args, market)
     data_dir, synthetic = resolve_data_dir(config)
     modes = config.modes
     label = "all" if set(modes) == set(encoder_names()) else "-".join(modes)
     output = (
-        args.output if args.output is not None else default_output(label, root=args.output_root)
+        args.output
+        if args.output is not None
+        else default_output(label, now=stamp, root=args.output_root)
     )
+    if market is not None:
+        output = output / market  # one sub-run per scenario of the ground-truth comparison
     spec = runner.RunSpec(
         output_dir=str(output), data_dir=str(data_dir), config=config, synthetic=synthetic
     )
@@ -396,7 +460,16 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be >= 1")
     if args.print_config:
-        config = _spec_from_run_dir(args.resume).config if args.resume else resolve_cli_config(args)
+        if args.resume:
+            config = _spec_from_run_dir(args.resume).config
+        else:
+            config = resolve_cli_config(args)
+            if is_ground_truth_run(args, config):
+                print(
+                    "# ground-truth comparison: this experiment runs once per data.market in "
+                    f"{list(MARKET_NAMES)}, then the ground-truth table"
+                )
+                config = resolve_cli_config(args, MARKET_NAMES[0])
         print(config.to_yaml(), end="")
         return 0
     if args.tracking_uri is not None and args.tracking != "mlflow":
@@ -408,14 +481,24 @@ def run(argv: Sequence[str] | None = None) -> int:
         spec = _spec_from_run_dir(args.resume)
         data_dir, synthetic = Path(spec.data_dir), spec.synthetic
         if synthetic:
-            ensure_synthetic_dataset(data_dir)
-        label = "resume"
-    else:
-        spec, data_dir, synthetic = _spec_from_args(args)
-        label = spec.preset
+            ensure_synthetic_dataset(data_dir, market_scenario(spec.config.data.market))
+        return _run_one(args, spec, data_dir, synthetic, "resume")
+    if is_ground_truth_run(args, resolve_cli_config(args)):
+        return run_ground_truth(args)
+    spec, data_dir, synthetic = _spec_from_args(args)
+    return _run_one(args, spec, data_dir, synthetic, spec.preset)
 
+
+def _run_one(
+    args: argparse.Namespace,
+    spec: runner.RunSpec,
+    data_dir: Path,
+    synthetic: bool,
+    label: str,
+) -> int:
+    """Load, print the windows, and (unless ``--dry-run``) execute one run."""
     datasets, notes = load_datasets(spec.symbols, data_dir, spec.features, spec.start, spec.end)
-    print(describe_data(datasets, data_dir, synthetic))
+    print(describe_data(datasets, data_dir, synthetic, spec.market))
     for note in notes:
         print(f"  warning: {note}")
 
@@ -447,6 +530,77 @@ def run(argv: Sequence[str] | None = None) -> int:
     )
 
 
+GROUND_TRUTH_FILE = "ground_truth.md"
+"""The ground-truth table, at the root of a ground-truth comparison run."""
+
+
+def run_ground_truth(args: argparse.Namespace) -> int:
+    """Every scenario as its own sub-run under one run directory, then the table."""
+    runs: dict[str, dict[str, Any]] = {}
+    root: Path | None = None
+    spec: runner.RunSpec | None = None
+    stamp = dt.datetime.now()
+    for market in MARKET_NAMES:
+        print(f"\n=== ground-truth market: {market} ({MARKET_SCENARIOS[market].description})")
+        spec, data_dir, synthetic = _spec_from_args(args, market, stamp)
+        root = Path(spec.output_dir).parent
+        code = _run_one(args, spec, data_dir, synthetic, f"{spec.preset}, market {market}")
+        if code != 0:
+            return code
+        if args.dry_run:
+            continue
+        out = Path(spec.output_dir)
+        run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
+        jobs = [
+            runner.Job(
+                int(j["window"]),
+                str(j["mode"]),
+                tuple(j["fit"]),
+                tuple(j["val"]),
+                tuple(j["test"]),
+                int(j.get("replicate", 0)),
+            )
+            for j in _recorded_jobs(out)
+        ]
+        marker = read_marker(data_dir) or {}
+        runs[market] = {
+            "metrics": json.loads((out / "metrics.json").read_text(encoding="utf-8")),
+            "results": runner.collect_results(spec, jobs) if jobs else {},
+            "edge": (marker.get("theoretical_edge") or {}).get(spec.symbols[0], {}),
+            "run_info": run_info,
+        }
+    if args.dry_run or root is None or spec is None:
+        return 0
+    table = ground_truth.ground_truth_table(runs, spec.symbols[0], spec.modes)
+    runner.write_json_atomic(root / "ground_truth.json", table)
+    text = ground_truth.render_ground_truth_markdown(table, spec.symbols[0])
+    (root / GROUND_TRUTH_FILE).write_text(text, encoding="utf-8")
+    # The root's report.md (what the console renders): the table and each market's report.
+    links = ", ".join(f"[{m}]({m}/report.md)" for m in runs)
+    (root / "report.md").write_text(f"{text}\nPer-market run reports: {links}.\n", encoding="utf-8")
+    print("\n" + text)
+    print(f"ground-truth table: {root / GROUND_TRUTH_FILE}")
+    return 0
+
+
+def _recorded_jobs(out: Path) -> list[dict[str, Any]]:
+    """``(window, mode, replicate, dates)`` of every finished job below ``out``."""
+    jobs = []
+    for path in sorted((out / "windows").glob("w*/*/" + runner.RESULT_FILE)):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        jobs.append(
+            {
+                "window": data["window"],
+                "mode": data["mode"],
+                "replicate": data.get("replicate", 0),
+                "fit": data["fit_sessions"],
+                "val": data["val_sessions"],
+                "test": data["test_sessions"],
+            }
+        )
+    return jobs
+
+
 def execute(
     spec: runner.RunSpec,
     windows: Sequence[Any],
@@ -468,7 +622,7 @@ def execute(
     """
     tracker = tracker or tracking.NullTracker()
     out = Path(spec.output_dir)
-    jobs = runner.plan_jobs(windows, sessions, spec.modes)
+    jobs = runner.plan_jobs(windows, sessions, spec.modes, spec.seeds)
     if not resume:
         if (out / runner.RUN_FILE).exists():
             raise UserError(f"--output {out}: already holds a run; use --resume {out}")
@@ -476,7 +630,7 @@ def execute(
     else:
         recorded = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
         if [w["test"] for w in recorded["windows"]] != [
-            list(j.test) for j in jobs[:: len(spec.modes)]
+            list(j.test) for j in jobs if j.replicate == 0 and j.mode == spec.modes[0]
         ]:
             raise UserError(
                 f"--resume {out}: the data now give other windows than the run recorded; "

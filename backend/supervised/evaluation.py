@@ -6,7 +6,8 @@
 * Per session: accuracy of each (symbol, session), the unit of the paired tests: every
   model against the best baseline (chosen on the *validation* accuracy, never the test),
   two-sided Wilcoxon signed-rank (``backend.evaluation.statistics.wilcoxon_test``), Holm's
-  step-down correction over every comparison of the run.
+  step-down correction (``backend.evaluation.session_stats.holm_adjust``) over every
+  comparison of the run.
 * Trading view: position = +1 bull / -1 bear / 0 sideways decided at bar ``t``'s close and
   held over bar ``t+1`` (optionally times the confidence), accounted exactly like the env
   (``backend.evaluation.baselines.simulate_targets``: fills at the next open, costs on
@@ -24,6 +25,7 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 
 from backend.data_download.market_arrays import MarketArrays
 from backend.evaluation.baselines import simulate_targets
+from backend.evaluation.session_stats import holm_adjust
 from backend.evaluation.statistics import wilcoxon_test
 from backend.supervised.calibration import brier_score, expected_calibration_error, log_loss
 
@@ -63,23 +65,17 @@ def session_accuracy(probs: np.ndarray, labels: np.ndarray, keys: np.ndarray) ->
     return pd.Series(hit.astype(float)).groupby(keys[keep]).mean().sort_index()
 
 
-def holm_adjust(p_values: Sequence[float]) -> list[float]:
-    """Holm (1979) step-down adjusted p-values; NaN stays NaN and is not counted.
+def holm_adjust_finite(p_values: Sequence[float]) -> list[float]:
+    """Holm (1979) adjustment of the finite p-values as one family.
 
-    Interim: the statistics module is gaining general paired tests with Holm correction;
-    this is replaced by it once it lands.
+    The adjustment is ``backend.evaluation.session_stats.holm_adjust``; a NaN (a comparison
+    without paired sessions) stays NaN and is not counted in the family.
     """
     p = np.asarray(p_values, dtype=np.float64)
     out = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    m = finite.size
-    if m == 0:
-        return out.tolist()
-    order = finite[np.argsort(p[finite], kind="stable")]
-    running = 0.0
-    for rank, idx in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[idx]))
-        out[idx] = running
+    finite = np.isfinite(p)
+    if finite.any():
+        out[finite] = holm_adjust(p[finite].tolist())
     return out.tolist()
 
 

@@ -98,22 +98,46 @@ def _dates(sessions: pd.DatetimeIndex, window: WalkForwardWindow) -> dict[str, t
     }
 
 
-def measure_latency(model: MultiTaskModel, part: PartData, repeats: int) -> dict[str, float]:
-    """p50 / p99 wall time of one single-observation forward pass, in milliseconds."""
+def single_prediction_latency(
+    model: MultiTaskModel,
+    window: np.ndarray,
+    mask: np.ndarray,
+    instrument: np.ndarray | None,
+    repeats: int,
+    warmup: int = 5,
+) -> dict[str, float]:
+    """p50 / p99 wall time of one forward pass of a batch of one, in milliseconds.
+
+    Args:
+        model: The model (timed in eval mode, without gradients, on its own device).
+        window: ``(1, T, F)`` observation.
+        mask: ``(1, T)`` padding mask.
+        instrument: ``(1,)`` instrument id of a pooled model, else None.
+        repeats: Timed passes.
+        warmup: Untimed passes first (allocator, kernels).
+    """
     device = next(model.parameters()).device
-    window = th.from_numpy(part.window[:1]).to(device)
-    mask = th.from_numpy(part.mask[:1]).to(device)
+    w = th.from_numpy(window).to(device)
+    m = th.from_numpy(mask).to(device)
+    ids = th.from_numpy(instrument).to(device) if instrument is not None else None
     times = []
     model.eval()
     with th.no_grad():
-        for i in range(repeats + 5):
+        for i in range(repeats + warmup):
             start = time.perf_counter()
-            model(window, mask)
+            model(w, m, ids)
             if device.type == "cuda":
                 th.cuda.synchronize()
-            if i >= 5:  # warm-up passes excluded
+            if i >= warmup:
                 times.append((time.perf_counter() - start) * 1e3)
     return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99))}
+
+
+def measure_latency(model: MultiTaskModel, part: PartData, repeats: int) -> dict[str, float]:
+    """p50 / p99 single-prediction latency on the first bar of ``part``, in milliseconds."""
+    return single_prediction_latency(
+        model, part.window[:1], part.mask[:1], model.instrument_ids(part.symbol[:1]), repeats
+    )
 
 
 def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -167,11 +191,14 @@ def run_window(
     for offset, mode in enumerate(config.models):
         model_seed = seed + 1000 * window.index + offset
         th.manual_seed(model_seed)  # weight init
+        fields = config.encoder_fields(mode)
+        if config.instrument_embedding and len(symbol_windows) > 1:
+            fields = {**fields, "instruments": [s.symbol for s in symbol_windows]}
         model = MultiTaskModel(
             mode,
             config.sequence_length,
             n_features,
-            config.encoder_fields(mode),
+            fields,
             tasks,
             config.training.head_dropout,
             clip=config.feature_clip,

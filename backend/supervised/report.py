@@ -32,7 +32,7 @@ from backend.supervised.ensembles import ENSEMBLES  # noqa: E402
 from backend.supervised.evaluation import (  # noqa: E402
     classification_scores,
     direction_targets,
-    holm_adjust,
+    holm_adjust_finite,
     paired_session_tests,
     session_accuracy,
     trading_view,
@@ -135,7 +135,7 @@ def build_metrics(
             out["tasks"][task]["sign_accuracy"] = {
                 n: _sign_accuracy(probs[n], labels[task]) for n in names
             }
-    adjusted = holm_adjust([row["p_value"] for _, _, row in all_tests])
+    adjusted = holm_adjust_finite([row["p_value"] for _, _, row in all_tests])
     for (_, _, row), p_adj in zip(all_tests, adjusted, strict=True):
         row["p_holm"] = p_adj
         row["significant"] = bool(p_adj < 0.05) if math.isfinite(p_adj) else False

@@ -74,13 +74,16 @@ def task_loss(
     return F.cross_entropy(logits, target, weight=weight, label_smoothing=settings.label_smoothing)
 
 
-def _tensors(part: PartData, tasks: tuple[str, ...]) -> dict[str, th.Tensor]:
+def _tensors(part: PartData, model: MultiTaskModel) -> dict[str, th.Tensor]:
     out = {
         "window": th.from_numpy(part.window),
         "mask": th.from_numpy(part.mask),
         "intensity": th.from_numpy(np.nan_to_num(part.intensity, nan=np.nan).astype(np.float32)),
     }
-    for task in tasks:
+    ids = model.instrument_ids(part.symbol)
+    if ids is not None:
+        out["instrument"] = th.from_numpy(ids)
+    for task in model.tasks:
         out[task] = th.from_numpy(part.labels[task])
     return out
 
@@ -91,7 +94,7 @@ def _batch_loss(
     weights: dict[str, th.Tensor | None],
     settings: TrainingSection,
 ) -> th.Tensor:
-    out = model(batch["window"], batch["mask"])
+    out = model(batch["window"], batch["mask"], batch.get("instrument"))
     loss = sum(
         (task_loss(out[t], batch[t], weights[t], settings) for t in model.tasks),
         start=th.zeros((), device=batch["window"].device),
@@ -134,8 +137,8 @@ def train_model(
     val = val.select(val.labelled)
     if fit.n == 0 or val.n == 0:
         raise ValueError(f"{description}: no labelled bars to fit ({fit.n}) or validate ({val.n})")
-    data = _tensors(fit, model.tasks)
-    val_data = {k: v.to(device) for k, v in _tensors(val, model.tasks).items()}
+    data = _tensors(fit, model)
+    val_data = {k: v.to(device) for k, v in _tensors(val, model).items()}
     weights: dict[str, th.Tensor | None] = {
         t: th.tensor(class_weights(fit.labels[t]), dtype=th.float32, device=device)
         if settings.class_weights
@@ -270,12 +273,20 @@ def predict(
         attention_trunk.store_attention = True
     window = th.from_numpy(part.window)
     mask = th.from_numpy(part.mask)
+    ids = model.instrument_ids(part.symbol)
+    instrument = th.from_numpy(ids) if ids is not None else None
+
+    def ids_of(start: int) -> th.Tensor | None:
+        if instrument is None:
+            return None
+        return instrument[start : start + batch_size].to(device)
+
     outs: dict[str, list[np.ndarray]] = {}
     maps: list[np.ndarray] = []
     for start in range(0, part.n, batch_size):
         w = window[start : start + batch_size].to(device)
         m = mask[start : start + batch_size].to(device)
-        out = model(w, m)
+        out = model(w, m, ids_of(start))
         for key, value in out.items():
             outs.setdefault(key, []).append(value.float().cpu().numpy())
         if attention_trunk is not None:
@@ -297,6 +308,7 @@ def predict(
                     out = model(
                         window[start : start + batch_size].to(device),
                         mask[start : start + batch_size].to(device),
+                        ids_of(start),
                     )
                     for task in model.tasks:
                         chunks[task].append(out[task].float().cpu().numpy())

@@ -119,9 +119,12 @@ class ValidationEarlyStopping(BaseCallback):
     ``eval/val_total_return`` and ``eval/val_turnover``).
 
     The best policy's ``state_dict`` is kept in memory (and written with ``model.save`` to
-    ``best_model_path`` when given). After ``early_stop_window`` evaluations in a row without
-    a Sharpe above the best by more than ``min_delta``, ``_on_step`` returns False, which
-    stops ``learn()``. At the end of training the best weights are loaded back into the
+    ``best_model_path`` when given). "Best" is judged on the mean of the last ``smoothing``
+    evaluations, not on one: a short validation range has a Sharpe standard error of
+    several units (:attr:`sharpe_standard_error`), so a single lucky evaluation would
+    otherwise pick the checkpoint (issue 9). After ``early_stop_window`` evaluations in a row
+    without a smoothed Sharpe above the best by more than ``min_delta``, ``_on_step`` returns
+    False, which stops ``learn()``. At the end of training the best weights are loaded back into the
     policy (actor, critic and target critic; the optimiser states and the entropy
     coefficient stay as they ended, they do not affect ``predict``).
 
@@ -129,7 +132,8 @@ class ValidationEarlyStopping(BaseCallback):
         val_env: The validation env (not vectorized).
         eval_every_steps: Callback calls (= env steps with one env) between evaluations.
         early_stop_window: Evaluations without improvement before stopping.
-        min_delta: Improvement in Sharpe needed to count as a new best.
+        min_delta: Improvement in (smoothed) Sharpe needed to count as a new best.
+        smoothing: Evaluations averaged into the criterion (1: the latest alone).
         periods_per_year: Annualization factor of the per-step returns.
         best_model_path: Optional file for ``model.save`` of each new best.
         restore_best: Load the best weights when training ends.
@@ -146,6 +150,7 @@ class ValidationEarlyStopping(BaseCallback):
         early_stop_window: int,
         *,
         min_delta: float = 0.0,
+        smoothing: int = 1,
         periods_per_year: float = BARS_PER_YEAR,
         best_model_path: str | Path | None = None,
         restore_best: bool = True,
@@ -157,17 +162,21 @@ class ValidationEarlyStopping(BaseCallback):
                 "val_env must cover the whole validation segment: episode_sessions=0, got "
                 f"{val_env.config.episode_sessions}"
             )
-        if eval_every_steps < 1 or early_stop_window < 1:
-            raise ValueError("eval_every_steps and early_stop_window must be >= 1")
+        if eval_every_steps < 1 or early_stop_window < 1 or smoothing < 1:
+            raise ValueError("eval_every_steps, early_stop_window and smoothing must be >= 1")
         self.val_env = val_env
         self.eval_every_steps = int(eval_every_steps)
         self.early_stop_window = int(early_stop_window)
         self.min_delta = float(min_delta)
+        self.smoothing = int(smoothing)
+        self.sharpe_standard_error: float | None = None
+        """Standard error of one evaluation's annualized Sharpe (Lo 2002, iid bars:
+        ``sqrt((1 + SR_bar**2 / 2) / n_bars)`` annualized), from the first evaluation."""
         self.periods_per_year = float(periods_per_year)
         self.best_model_path = None if best_model_path is None else Path(best_model_path)
         self.restore_best = restore_best
         self.best_sharpe = -math.inf
-        """Best validation Sharpe so far (-inf before the first evaluation)."""
+        """Best (smoothed) validation Sharpe so far (-inf before the first evaluation)."""
         self.best_step: int | None = None
         """``num_timesteps`` at the best evaluation."""
         self.best_state: dict[str, th.Tensor] | None = None
@@ -201,11 +210,20 @@ class ValidationEarlyStopping(BaseCallback):
         metrics = self.evaluate()
         sharpe = metrics["sharpe"]
         self.history.append((self.num_timesteps, sharpe))
+        if self.sharpe_standard_error is None and metrics["steps"] > 0:
+            per_bar = sharpe / math.sqrt(self.periods_per_year) if math.isfinite(sharpe) else 0.0
+            self.sharpe_standard_error = math.sqrt(
+                (1.0 + 0.5 * per_bar**2) / metrics["steps"] * self.periods_per_year
+            )
+        recent = [h[1] for h in self.history[-self.smoothing :]]
+        recent = [x if math.isfinite(x) else 0.0 for x in recent]
+        criterion = float(np.mean(recent))
         self.logger.record("eval/val_sharpe", sharpe)
+        self.logger.record("eval/val_sharpe_smoothed", criterion)
         self.logger.record("eval/val_total_return", metrics["total_return"])
         self.logger.record("eval/val_turnover", metrics["turnover"])
-        if sharpe > self.best_sharpe + self.min_delta:
-            self.best_sharpe = sharpe
+        if criterion > self.best_sharpe + self.min_delta:
+            self.best_sharpe = criterion
             self.best_step = self.num_timesteps
             self.best_state = {
                 k: v.detach().to("cpu", copy=True)

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import pandas as pd
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -56,9 +57,11 @@ from backend.data_download.normalizer import FeatureNormalizer
 from backend.data_download.synthetic_market import ensure_synthetic_dataset, market_scenario
 from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
+from backend.environments.rewards import fit_reward_floor
 from backend.models.feature_extractors import encoder_policy_kwargs
 from backend.models.model_manager import save_bundle
 from backend.models.sac import YoopSAC
+from backend.training.augmentation import TrainingAugmentation
 from backend.training.callbacks import TradingMetricsCallback, ValidationEarlyStopping
 from backend.utils.config_model import ConfigError
 from backend.utils.provenance import collect_provenance, data_range
@@ -110,7 +113,7 @@ class TrainResult:
 
 
 def build_model(
-    env: IntradayTradingEnv, config: ExperimentConfig, *, tensorboard_log: str | None
+    env: gym.Env[Any, Any], config: ExperimentConfig, *, tensorboard_log: str | None
 ) -> YoopSAC:
     """A :class:`YoopSAC` on ``env`` with the encoder and SAC settings of ``config``.
 
@@ -194,17 +197,33 @@ def train_on_range(
     fit_range = bar_range(arrays, *dataset.session_bounds(fit_first, fit_last))
     val_range = bar_range(arrays, *dataset.session_bounds(val_first, val_last))
 
+    # The reward floor (``reward.floor_vol``) is fitted on the fit bars only and recorded
+    # in the config the model is saved with, so validation and test use the same number.
+    lo, hi = fit_range
+    reward = fit_reward_floor(config.reward, arrays.open[lo:hi], arrays.close[lo:hi])
+    config = config.model_copy(update={"reward": reward})
     cfg = config.env
-    train_env = IntradayTradingEnv(arrays, cfg, fit_range, reward=config.reward)
+    train_env: gym.Env[Any, Any] = IntradayTradingEnv(arrays, cfg, fit_range, reward=reward)
+    if settings.input_jitter or settings.feature_dropout or settings.resample_probability:
+        train_env = TrainingAugmentation(
+            train_env,  # type: ignore[arg-type]
+            input_jitter=settings.input_jitter,
+            feature_dropout=settings.feature_dropout,
+            resample_probability=settings.resample_probability,
+            seed=settings.seed,
+        )
     val_cfg = cfg.model_copy(update={"episode_sessions": 0, "random_start": False})
-    val_env = IntradayTradingEnv(arrays, val_cfg, val_range, reward=config.reward)
+    val_env = IntradayTradingEnv(arrays, val_cfg, val_range, reward=reward)
 
     model = build_model(train_env, config, tensorboard_log=settings.tensorboard_log)
     early_stopping = ValidationEarlyStopping(
         val_env,
         settings.eval_every_steps,
         settings.early_stop_window,
+        min_delta=settings.early_stop_min_delta,
+        smoothing=settings.early_stop_smoothing,
         best_model_path=best_model_path,
+        restore_best=settings.checkpoint == "best",
     )
     metrics_cb = TradingMetricsCallback(
         reward_scale=config.reward.scale, attention_probe_every=attention_probe_every
@@ -224,6 +243,8 @@ def train_on_range(
             early_stopping.best_sharpe if early_stopping.best_state is not None else None
         ),
         "best_step": early_stopping.best_step,
+        "checkpoint": settings.checkpoint,
+        "val_sharpe_se": early_stopping.sharpe_standard_error,
         "stopped_early": early_stopping.stopped_early,
         "n_evaluations": len(early_stopping.history),
         "restored_best": early_stopping.restored,
@@ -242,7 +263,9 @@ def resolve_data_dir(config: ExperimentConfig) -> tuple[Path, bool]:
     """The store a run reads, and whether it is the embedded synthetic market.
 
     ``data.data_dir`` is used as given. Otherwise ``./data`` is used when it holds every
-    symbol, else the synthetic market of ``data.market`` is generated (once, offline).
+    symbol and ``data.market`` is not given, else the synthetic market of ``data.market``
+    is generated (once, offline: ``data/synthetic`` for ``null``, else
+    ``data/synthetic_<market>``).
 
     Raises:
         ConfigError: if ``data.data_dir`` is not a directory.
@@ -254,11 +277,13 @@ def resolve_data_dir(config: ExperimentConfig) -> tuple[Path, bool]:
         if not path.is_dir():
             raise ConfigError(f"data.data_dir {path}: no such directory")
         return path, False
-    present = set(available_symbols(DEFAULT_DATA_DIR))
-    if present and all(s in present for s in config.data.symbols):
-        return DEFAULT_DATA_DIR, False
+    # An explicit data.market asks for that synthetic scenario even when ./data has bars.
+    if "market" not in config.data.model_fields_set:
+        present = set(available_symbols(DEFAULT_DATA_DIR))
+        if present and all(s in present for s in config.data.symbols):
+            return DEFAULT_DATA_DIR, False
     market = config.data.market
-    target = SYNTHETIC_DIR if market == "null" else DEFAULT_DATA_DIR / f"synthetic_{market}"
+    target = SYNTHETIC_DIR if market == "null" else SYNTHETIC_DIR.with_name(f"synthetic_{market}")
     return ensure_synthetic_dataset(target, market_scenario(market)), True
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "WalkForwardConfig",
     "WalkForwardWindow",
     "generate_windows",
+    "spread_indices",
     "window_table",
 ]
 
@@ -101,6 +102,8 @@ def generate_windows(
     n = len(bars)
     if np.any(bars <= 0):
         raise ValueError("every session must hold at least one bar")
+    if config.windows is not None:
+        return _tiling_windows(bars, config)
 
     def layout(test_start: int) -> WalkForwardWindow | None:
         gap_test = _gap_sessions(bars, test_start, config.purge_bars)
@@ -145,8 +148,45 @@ def generate_windows(
             f"{config.gap_bars} bars; load a longer date range or shorten the windows"
         )
     if config.max_windows is not None and len(windows) > config.max_windows:
-        windows = [replace(w, index=i) for i, w in enumerate(windows[-config.max_windows :])]
+        keep = spread_indices(len(windows), config.max_windows)
+        windows = [replace(windows[k], index=i) for i, k in enumerate(keep)]
     return windows
+
+
+def _tiling_windows(bars: np.ndarray, config: WalkForwardConfig) -> list[WalkForwardWindow]:
+    """``config.windows`` windows whose test ranges tile the data after the first fit."""
+    assert config.windows is not None
+    probe = generate_windows(
+        bars, config.model_copy(update={"windows": None, "test_sessions": 1, "max_windows": None})
+    )
+    first = probe[0].test.start
+    available = len(bars) - first
+    length = available // config.windows
+    if length < 1:
+        raise InsufficientDataError(
+            f"{available} session(s) after the first training range cannot hold "
+            f"{config.windows} test windows; lower windows or load more data"
+        )
+    tiled = generate_windows(
+        bars,
+        config.model_copy(update={"windows": None, "test_sessions": length, "max_windows": None}),
+    )[: config.windows]
+    last = tiled[-1]
+    tiled[-1] = replace(last, test=SessionRange(last.test.start, len(bars)))
+    return tiled
+
+
+def spread_indices(n: int, k: int) -> list[int]:
+    """``k`` of ``range(n)`` spread evenly, first and last included (all of them if k >= n).
+
+    Why: a budget that must drop windows should still test the whole range (issue 9: the
+    old "keep the most recent" tested 80 of 756 real sessions, all from one autumn).
+    """
+    if k >= n:
+        return list(range(n))
+    if k == 1:
+        return [n - 1]
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
 def window_table(

@@ -25,9 +25,13 @@ Layout of a run directory::
                                                 per-session returns (model, baselines)
     <output>/windows/w00/<mode>/model_<SYM>/    model bundle (save_bundle)
 
-Seeds: every job trains with :func:`derive_seed` ``(run seed, window, mode)``, so the serial
-and the parallel executors (process pool, Ray: :mod:`backend.training.executors`) give
-identical numbers for the same run seed, and a resumed job is the same job it would have been.
+Seeds: every job trains with :func:`job_seed` ``(run seed, window dates, mode, replicate)``,
+so the serial and the parallel executors (process pool, Ray: :mod:`backend.training.executors`)
+give identical numbers for the same run seed, a resumed job is the same job it would have
+been, and a window's model is the same in a run with more or fewer windows (the window's
+position in the run does not enter its seed). ``seeds`` replicates per (window, mode) train
+with replicate numbers 0..N-1; replicate 0 lives in ``w00/<mode>``, replicate r > 0 in
+``w00/<mode>-r<r>``.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ __all__ = [
     "RunSpec",
     "derive_seed",
     "job_dir",
+    "job_seed",
     "load_complete_result",
     "plan_jobs",
     "run_job",
@@ -108,6 +113,19 @@ class RunSpec:
     """The resolved experiment (preset + file + flags; purge gap derived)."""
     synthetic: bool = False
     """Whether the data are the embedded synthetic market."""
+
+    @property
+    def market(self) -> str | None:
+        """Ground-truth scenario of the synthetic market (``data.market``).
+
+        None for real data, which never carries a scenario.
+        """
+        return self.config.data.market if self.synthetic else None
+
+    @property
+    def seeds(self) -> int:
+        """Training replicates per (window, mode) (``walk_forward.seeds``)."""
+        return self.config.walk_forward.seeds
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -176,6 +194,8 @@ class RunSpec:
             "start": self.start,
             "end": self.end,
             "synthetic": self.synthetic,
+            "market": self.market,
+            "seeds": self.seeds,
             # Trials of the search that chose this config: the report's deflated Sharpe.
             "tuning_trials": self.config.search.tuning_trials,
             "config": self.config.model_dump(mode="json"),
@@ -207,26 +227,43 @@ class Job:
     fit: tuple[str, str]
     val: tuple[str, str]
     test: tuple[str, str]
+    replicate: int = 0
+    """Training replicate (0..seeds-1): same data, another derived seed."""
+
+    @property
+    def folder(self) -> str:
+        """``manual`` or ``manual-r1``: the job's folder below its window."""
+        return self.mode if self.replicate == 0 else f"{self.mode}-r{self.replicate}"
 
     @property
     def name(self) -> str:
-        """``w00/manual``: the job's folder below ``windows/``."""
-        return f"w{self.window:02d}/{self.mode}"
+        """``w00/manual`` (``w00/manual-r1`` for replicate 1): the folder below ``windows/``."""
+        return f"w{self.window:02d}/{self.folder}"
 
 
-def derive_seed(run_seed: int, window: int, mode: str) -> int:
-    """A job seed fixed by (run seed, window, mode) alone, in ``[0, 2**31)``.
+def derive_seed(run_seed: int, *parts: object) -> int:
+    """A seed fixed by the run seed and ``parts`` alone, in ``[0, 2**31)``.
 
     Hashing (rather than ``run_seed + window``) keeps the jobs' random streams unrelated,
     and does not depend on the order or the process in which jobs run.
     """
-    digest = hashlib.sha256(f"{run_seed}:{window}:{mode}".encode()).digest()
+    key = ":".join(str(p) for p in (run_seed, *parts))
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def job_seed(run_seed: int, job: Job) -> int:
+    """The training seed of ``job``: (run seed, fit/val/test dates, mode, replicate).
+
+    The window's dates, not its position in the run, so the same window trains the same
+    model whether the run has 2 windows or 20 (issue 9).
+    """
+    return derive_seed(run_seed, *job.fit, *job.val, *job.test, job.mode, job.replicate)
+
+
 def job_dir(output_dir: str | Path, job: Job) -> Path:
-    """``<output>/windows/w{i:02d}/{mode}``."""
-    return Path(output_dir) / "windows" / f"w{job.window:02d}" / job.mode
+    """``<output>/windows/w{i:02d}/{mode}`` (``{mode}-r{r}`` for replicate r > 0)."""
+    return Path(output_dir) / "windows" / f"w{job.window:02d}" / job.folder
 
 
 def _span(sessions: pd.DatetimeIndex, start: int, stop: int) -> tuple[str, str]:
@@ -234,15 +271,25 @@ def _span(sessions: pd.DatetimeIndex, start: int, stop: int) -> tuple[str, str]:
 
 
 def plan_jobs(
-    windows: Sequence[WalkForwardWindow], sessions: pd.DatetimeIndex, modes: Sequence[str]
+    windows: Sequence[WalkForwardWindow],
+    sessions: pd.DatetimeIndex,
+    modes: Sequence[str],
+    seeds: int = 1,
 ) -> list[Job]:
-    """Jobs in window-major order (all modes of window 0 first): early results are paired."""
+    """Jobs in window-major order (all modes of window 0 first): early results are paired.
+
+    Within a window: replicate-major, so replicate 0 of every mode comes first.
+    """
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
     jobs: list[Job] = []
     for w in windows:
         fit = _span(sessions, w.fit.start, w.fit.stop)
         val = _span(sessions, w.val.start, w.val.stop)
         test = _span(sessions, w.test.start, w.test.stop)
-        jobs.extend(Job(w.index, mode, fit, val, test) for mode in modes)
+        jobs.extend(
+            Job(w.index, mode, fit, val, test, replicate=r) for r in range(seeds) for mode in modes
+        )
     return jobs
 
 
@@ -288,7 +335,8 @@ def load_complete_result(path: str | Path, job: Job, spec: RunSpec) -> dict[str,
             and data["mode"] == job.mode
             and tuple(data["test_sessions"]) == job.test
             and tuple(data["fit_sessions"]) == job.fit
-            and data["seed"] == derive_seed(spec.seed, job.window, job.mode)
+            and int(data.get("replicate", 0)) == job.replicate
+            and data["seed"] == job_seed(spec.seed, job)
             and sorted(data["symbols"]) == sorted(spec.symbols)
         )
         for symbol in spec.symbols:
@@ -311,7 +359,7 @@ def write_run_json(
         ds = load_dataset(spec, symbol)
         data[symbol] = data_range(ds.market)
     windows_out = []
-    by_window = {j.window: j for j in jobs}
+    by_window = {j.window: j for j in jobs if j.replicate == 0}
     for w in windows:
         j = by_window[w.index]
         windows_out.append(
@@ -443,7 +491,7 @@ def _train_and_test_symbol(
         fit,
         val,
         config,
-        run_name=f"w{job.window:02d}_{job.mode}_{symbol}",
+        run_name=f"w{job.window:02d}_{job.folder}_{symbol}",
         progress_bar=False,
         # One attention-entropy probe per validation evaluation, so short runs log it too.
         attention_probe_every=settings.eval_every_steps,
@@ -470,7 +518,7 @@ def _train_and_test_symbol(
         trade_costs=rollout.trade_costs,
     )
     baselines = run_baselines_for_env(
-        arrays, test_cfg, test_range, seed=derive_seed(spec.seed, job.window, "baselines")
+        arrays, test_cfg, test_range, seed=derive_seed(spec.seed, *job.test, "baselines")
     )
     latency = np.asarray(policy.seconds) * 1e3
     bundle_name = f"model_{symbol}"
@@ -530,7 +578,7 @@ def run_job(spec: RunSpec, job: Job) -> dict[str, Any]:
     """
     out_dir = job_dir(spec.output_dir, job)
     out_dir.mkdir(parents=True, exist_ok=True)
-    seed = derive_seed(spec.seed, job.window, job.mode)
+    seed = job_seed(spec.seed, job)
     config = spec.experiment_for(job.mode)
     training: dict[str, Any] = {"seed": seed}
     if config.training.tensorboard_log is not None:
@@ -546,6 +594,7 @@ def run_job(spec: RunSpec, job: Job) -> dict[str, Any]:
         "complete": True,
         "window": job.window,
         "mode": job.mode,
+        "replicate": job.replicate,
         "seed": seed,
         "fit_sessions": list(job.fit),
         "val_sessions": list(job.val),

@@ -14,6 +14,11 @@ mode-specific *body*, and returns::
   SAC-AE/DrQ encoder head (Yarats et al. 2021), which keeps the critic's inputs on one scale
   whatever the body.
 * ``account_proj``: ``Linear(3, account_dim) -> Tanh``.
+* optional instrument embedding (``instruments`` non-empty): a learned vector per symbol,
+  appended to every bar's features before the body, so one pooled model can tell its
+  symbols apart. Every body starts with a per-bar linear projection, so appending ``e`` to
+  the features is adding a learned per-instrument token offset (``W [x; e] = W_x x +
+  W_e e``): the design documents' "Position + Instrument" context embedding.
 
 So ``features_dim = embedding_dim + account_dim`` for every mode, and switching
 ``encoder.name`` changes nothing else in the SAC setup.
@@ -22,6 +27,7 @@ So ``features_dim = embedding_dim + account_dim`` for every mode, and switching
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args
@@ -73,6 +79,31 @@ class EncoderConfigBase(ConfigModel):
     session fraction left). Projected rather than passed raw because PnL fractions are
     orders of magnitude smaller than the bounded embedding."""
 
+    instruments: tuple[str, ...] = ()
+    """Symbols of the instrument embedding table, in id order (id ``i`` is
+    ``instruments[i]``). Empty (default): no instrument embedding. With symbols, the
+    encoder reads the id of each observation from its ``instrument`` entry (the supervised
+    lab's pooled models), or uses ``instrument`` when the observation has none (an RL agent
+    trading one symbol with a pooled trunk)."""
+
+    instrument_dim: PosInt = 4
+    """Width of the learned instrument embedding (used only with ``instruments``)."""
+
+    instrument: str | None = None
+    """The fixed symbol for observations that carry no ``instrument`` entry; must be one of
+    ``instruments``. None: such observations are refused."""
+
+    @model_validator(mode="after")
+    def _check_instruments(self) -> EncoderConfigBase:
+        if len(set(self.instruments)) != len(self.instruments):
+            raise ValueError(f"instruments: symbols must not repeat, got {list(self.instruments)}")
+        if self.instrument is not None and self.instrument not in self.instruments:
+            raise ValueError(
+                f"instrument: {self.instrument!r} is not one of instruments "
+                f"{list(self.instruments)}"
+            )
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _apply_size(cls, data: Any) -> Any:
@@ -94,6 +125,9 @@ ObservationKind = Literal["flat", "sequence"]
 
 FLAT_KEYS: frozenset[str] = frozenset({"features", "account"})
 SEQUENCE_KEYS: frozenset[str] = frozenset({"window", "mask", "account"})
+INSTRUMENT_KEY = "instrument"
+"""Optional observation entry: the instrument id ``(1,)`` (float, as every Box), an index
+into the encoder config's ``instruments``."""
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -244,7 +278,24 @@ class EncoderBase(BaseFeaturesExtractor, abc.ABC):
         super().__init__(observation_space, features_dim=config.features_dim)
         self.config = config
         self.dims = dims
-        self.body = self._build_body(dims, config)
+        self.instrument_embedding: nn.Embedding | None = None
+        self.fixed_instrument: int | None = None
+        body_dims = dims
+        if config.instruments:
+            has_ids = INSTRUMENT_KEY in observation_space.spaces
+            if not has_ids and config.instrument is None:
+                raise ValueError(
+                    f"{name}: instruments {list(config.instruments)} need an "
+                    f"{INSTRUMENT_KEY!r} entry in the observation or a fixed 'instrument' "
+                    "in the encoder config"
+                )
+            if config.instrument is not None:
+                self.fixed_instrument = config.instruments.index(config.instrument)
+            self.instrument_embedding = nn.Embedding(len(config.instruments), config.instrument_dim)
+            body_dims = dataclasses.replace(
+                dims, n_features=dims.n_features + config.instrument_dim
+            )
+        self.body = self._build_body(body_dims, config)
         with th.no_grad():
             body_dim = self._encode(self._dry_run_observation()).shape[-1]
         self.head = nn.Sequential(
@@ -264,23 +315,51 @@ class EncoderBase(BaseFeaturesExtractor, abc.ABC):
     def _dry_run_observation(self) -> dict[str, th.Tensor]:
         """A batch of one all-zero observation with every bar real."""
         n_acc = self.dims.n_account
+        ids = {INSTRUMENT_KEY: th.zeros(1, 1)} if self.instrument_embedding is not None else {}
         if self.observation_kind == "flat":
             return {
                 "features": th.zeros(1, self.dims.n_features),
                 "account": th.zeros(1, n_acc),
+                **ids,
             }
         return {
             "window": th.zeros(1, self.dims.window, self.dims.n_features),
             "mask": th.ones(1, self.dims.window),
             "account": th.zeros(1, n_acc),
+            **ids,
         }
+
+    def _instrument_vectors(self, observations: dict[str, th.Tensor], batch: int) -> th.Tensor:
+        """Embedding of each observation's instrument -> ``(B, instrument_dim)``."""
+        assert self.instrument_embedding is not None
+        weight = self.instrument_embedding.weight
+        if INSTRUMENT_KEY in observations:
+            ids = observations[INSTRUMENT_KEY].reshape(batch, -1)[:, 0].round().long()
+        else:
+            assert self.fixed_instrument is not None  # checked in __init__
+            ids = th.full((batch,), self.fixed_instrument, dtype=th.long, device=weight.device)
+        n = weight.shape[0]
+        if bool(((ids < 0) | (ids >= n)).any()):
+            raise ValueError(
+                f"{type(self).__name__}: instrument ids must lie in [0, {n - 1}] "
+                f"({list(self.config.instruments)}), got {ids.unique().tolist()}"
+            )
+        return self.instrument_embedding(ids)  # (B, K)
 
     def _encode(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         """Run the body on the market part of the observation -> ``(B, D)``."""
         if self.observation_kind == "flat":
-            return self.body(observations["features"])  # (B, F) -> (B, D)
+            features = observations["features"]  # (B, F)
+            if self.instrument_embedding is not None:
+                extra = self._instrument_vectors(observations, features.shape[0])
+                features = th.cat([features, extra.to(features.dtype)], dim=-1)  # (B, F + K)
+            return self.body(features)  # (B, D)
         window = observations["window"]  # (B, T, F)
         valid = valid_mask(observations["mask"])  # (B, T)
+        if self.instrument_embedding is not None:
+            extra = self._instrument_vectors(observations, window.shape[0])  # (B, K)
+            extra = extra.to(window.dtype).unsqueeze(1).expand(-1, window.shape[1], -1)
+            window = th.cat([window, extra], dim=-1)  # (B, T, F + K)
         return self.body(window, valid)  # (B, D)
 
     def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:

@@ -1,4 +1,7 @@
-"""``cnn`` mode: a causal, dilated temporal convolution network over the bar window."""
+"""``cnn`` mode: a causal, dilated temporal convolution network over the bar window.
+
+Optionally multi-scale (``kernel_sizes``): parallel kernel sizes per block, fused.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +49,18 @@ class CNNConfig(EncoderConfigBase):
     """Channels of every convolution (the per-bar width after the input projection)."""
 
     kernel_size: PosInt = 3
-    """Temporal kernel size of each causal convolution."""
+    """Temporal kernel size of each causal convolution (when ``kernel_sizes`` is empty)."""
+
+    kernel_sizes: tuple[PosInt, ...] = ()
+    """Multi-scale variant: parallel causal convolutions of these kernel sizes in every
+    block (e.g. ``[3, 5, 7]``), their outputs concatenated and fused by a learned 1x1
+    projection back to ``channels``, so each block mixes short and longer patterns (the
+    design documents' multi-scale CNN). Empty (default): one convolution of
+    ``kernel_size``. Replaces ``kernel_size`` when given."""
+
+    multiscale_fusion: Literal["concat", "sum"] = "concat"
+    """How the multi-scale branches are fused: ``concat`` then a 1x1 projection (default;
+    learns the mix of scales) or a plain ``sum`` (fewer parameters)."""
 
     dilations: tuple[PosInt, ...] = (1, 2, 4, 8)
     """One residual causal-conv block per entry, with that dilation. The receptive field is
@@ -74,10 +88,22 @@ class CNNConfig(EncoderConfigBase):
             raise ValueError("dilations must name at least one conv block")
         return value
 
+    @field_validator("kernel_sizes")
+    @classmethod
+    def _distinct_kernels(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"kernel_sizes must not repeat, got {list(value)}")
+        return value
+
+    @property
+    def branch_kernels(self) -> tuple[int, ...]:
+        """Kernel sizes of each block's parallel convolutions (one unless multi-scale)."""
+        return self.kernel_sizes or (self.kernel_size,)
+
     @property
     def receptive_field(self) -> int:
         """Bars (including the current one) that one output time step can see."""
-        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+        return 1 + (max(self.branch_kernels) - 1) * sum(self.dilations)
 
 
 class CausalConvBlock(nn.Module):
@@ -107,6 +133,50 @@ class CausalConvBlock(nn.Module):
         return (h + y) * keep  # (B, T, C)
 
 
+class MultiScaleCausalConvBlock(nn.Module):
+    """Pre-norm residual block with parallel causal convolutions of several kernel sizes.
+
+    ``h + Dropout(act(fuse([CausalConv_k(LayerNorm(h) * valid) for k in kernels])))``;
+    ``fuse`` is a 1x1 projection of the concatenated branches (``concat``) or their sum.
+    Masking as :class:`CausalConvBlock`, so padding never reaches a real bar.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_sizes: tuple[int, ...],
+        dilation: int,
+        dropout: float,
+        activation: str,
+        fusion: str,
+    ) -> None:
+        super().__init__()
+        self.left_pads = [(k - 1) * dilation for k in kernel_sizes]
+        self.norm = nn.LayerNorm(channels)
+        self.branches = nn.ModuleList(
+            nn.Conv1d(channels, channels, k, dilation=dilation) for k in kernel_sizes
+        )
+        self.fuse: nn.Module | None = (
+            nn.Conv1d(channels * len(kernel_sizes), channels, 1) if fusion == "concat" else None
+        )
+        self.act = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: th.Tensor, keep: th.Tensor) -> th.Tensor:
+        """Apply the block to ``h`` ``(B, T, C)`` with float mask ``keep`` ``(B, T, 1)``."""
+        y = (self.norm(h) * keep).transpose(1, 2)  # (B, C, T)
+        outs = [
+            conv(F.pad(y, (pad, 0)))
+            for conv, pad in zip(self.branches, self.left_pads, strict=True)
+        ]
+        if self.fuse is not None:
+            y = self.fuse(th.cat(outs, dim=1))  # (B, K*C, T) -> (B, C, T)
+        else:
+            y = th.stack(outs).sum(dim=0)  # (B, C, T)
+        y = self.dropout(self.act(y)).transpose(1, 2)  # (B, T, C)
+        return (h + y) * keep  # (B, T, C)
+
+
 class TemporalCNN(nn.Module):
     """Per-bar input projection, residual causal dilated convs, masked pooling -> ``(B, C)``.
 
@@ -117,12 +187,26 @@ class TemporalCNN(nn.Module):
         super().__init__()
         self.pooling = config.pooling
         self.input_proj = nn.Linear(n_features, config.channels)
-        self.blocks = nn.ModuleList(
-            CausalConvBlock(
-                config.channels, config.kernel_size, d, config.dropout, config.activation
-            )
-            for d in config.dilations
-        )
+        blocks: list[nn.Module] = []
+        for d in config.dilations:
+            if config.kernel_sizes:
+                blocks.append(
+                    MultiScaleCausalConvBlock(
+                        config.channels,
+                        config.kernel_sizes,
+                        d,
+                        config.dropout,
+                        config.activation,
+                        config.multiscale_fusion,
+                    )
+                )
+            else:
+                blocks.append(
+                    CausalConvBlock(
+                        config.channels, config.kernel_size, d, config.dropout, config.activation
+                    )
+                )
+        self.blocks = nn.ModuleList(blocks)
         self.out_norm = nn.LayerNorm(config.channels)
 
     def forward(self, window: th.Tensor, valid: th.Tensor) -> th.Tensor:
@@ -151,7 +235,9 @@ class CNNEncoder(SequenceEncoderBase):
     dilations ``(1, 2, 4, 8)`` grow the receptive field to 31 bars in four blocks. Pooling
     respects the mask. LayerNorm per time step rather than BatchNorm: batch statistics
     would mix padding into real bars and behave differently in SAC's eval-mode target
-    network. Requires sequence-mode observations.
+    network. ``kernel_sizes`` (e.g. ``[3, 5, 7]``) makes it the multi-scale variant: each
+    block runs parallel causal convolutions of those sizes and fuses them
+    (:class:`MultiScaleCausalConvBlock`). Requires sequence-mode observations.
 
     Parameter count at defaults (F=30, T=64, account 3): 60,480 (body 52,032, head 8,384,
     account projection 64); ``features_dim`` = 64 + 16 = 80.
