@@ -54,7 +54,7 @@ def tuning_region(datasets: Sequence[SymbolDataset], config: ExperimentConfig) -
     """The RL search's region: :func:`cut_before_first_test` with the config's layout."""
     inner_wf = config.walk_forward.replace(max_windows=config.search.windows)
     cut, kept, inner_sessions, inner = cut_before_first_test(
-        datasets, config.walk_forward, inner_wf
+        datasets, config.walk_forward, inner_wf, fallback_to_first_window=True
     )
 
     def span(start: int, stop: int) -> tuple[str, str]:

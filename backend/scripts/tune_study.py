@@ -144,12 +144,19 @@ def _outer_layout(datasets: Sequence[SymbolDataset]) -> tuple[pd.DatetimeIndex, 
 
 
 def cut_before_first_test(
-    datasets: Sequence[SymbolDataset], outer: WalkForwardConfig, inner: WalkForwardConfig
+    datasets: Sequence[SymbolDataset],
+    outer: WalkForwardConfig,
+    inner: WalkForwardConfig,
+    *,
+    fallback_to_first_window: bool = False,
 ) -> tuple[str, list[SymbolDataset], pd.DatetimeIndex, list[WalkForwardWindow]]:
     """Drop every bar from the main job's first test session on; lay out inner windows.
 
     ``outer`` is the main job's window layout (same data, so the cut is exactly where its
     first test range starts); ``inner`` lays the search's windows out on the bars left.
+    When they do not fit and ``fallback_to_first_window`` is set, the main job's first
+    window is the one inner window (only its fit and validation ranges may be used: its
+    test lies beyond the cut).
 
     Returns:
         ``(first test session, cut datasets, their common sessions, inner windows)``.
@@ -158,7 +165,8 @@ def cut_before_first_test(
         UserError: when the bars before the first test are too few for one inner window.
     """
     sessions, bars = _outer_layout(datasets)
-    first = min(w.test.start for w in generate_windows(bars, outer))
+    outer_windows = generate_windows(bars, outer)
+    first = min(w.test.start for w in outer_windows)
     cut = sessions[first]
     kept: list[SymbolDataset] = []
     for ds in datasets:
@@ -172,6 +180,11 @@ def cut_before_first_test(
     try:
         windows = generate_windows(inner_bars, inner)
     except InsufficientDataError as exc:
+        earliest = min(outer_windows, key=lambda w: w.test.start)
+        if fallback_to_first_window and earliest.val.stop <= len(inner_sessions):
+            # Windows spread over the whole range leave, before the first test, exactly the
+            # first window's own fit and validation ranges: score those.
+            return str(cut.date()), kept, inner_sessions, [earliest]
         raise UserError(
             f"too few sessions before the first test range ({cut.date()}) for an inner "
             f"window: {exc}"
