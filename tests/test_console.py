@@ -34,7 +34,7 @@ from backend.api.console_forms import (
     form_to_data,
     iter_fields,
 )
-from backend.api.console_runs import RunError, RunManager, RunRequest, check_name
+from backend.api.console_runs import RUN_KINDS, RunError, RunManager, RunRequest, check_name
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's "use httpx2" notice, not ours to fix
@@ -359,3 +359,22 @@ def test_the_experiment_form_posts_its_own_defaults_as_a_valid_config():
     config = ExperimentConfig.model_validate(form_to_data(form, posted))
     assert config.modes == ("manual", "cnn", "lstm", "transformer")
     assert config.encoder.name == "transformer" and config.env.use_sequence_encoder is True
+
+
+def test_every_run_kind_builds_a_command_its_module_accepts(tmp_path):
+    """The Run page's kinds point at real modules, and the argv they build parses there."""
+    import importlib
+
+    manager = RunManager(tmp_path / "runs", workdir=tmp_path)
+    manager.configs_dir.mkdir(parents=True, exist_ok=True)
+    (manager.configs_dir / "space.yaml").write_text("search: {}\n")
+    for kind in RUN_KINDS.values():
+        assert kind.available, f"{kind.name}: {kind.module} is not importable"
+        if kind.needs_config:
+            with pytest.raises(RunError, match="choose a saved config"):
+                manager.command(RunRequest(kind=kind.name), tmp_path / "r")
+        req = RunRequest(kind=kind.name, config="space", encoders="manual", seed=3)
+        argv = manager.command(req, tmp_path / "r")
+        module = importlib.import_module(argv[2])
+        parser = module.build_parser()
+        parser.parse_args(argv[3:])

@@ -48,6 +48,12 @@ class RunKind:
     """The flag that takes the encoder mode(s), if any."""
     resumable: bool = True
     """Accepts ``--resume RUN_DIR``."""
+    fixed_args: tuple[str, ...] = ()
+    """Arguments every run of this kind gets (e.g. the tuner's track and trial count)."""
+    needs_config: bool = False
+    """Refuse a run without a saved config (the tuner reads its search space from it)."""
+    takes_symbols: bool = True
+    """Accepts ``--symbols``."""
 
     @property
     def available(self) -> bool:
@@ -69,7 +75,16 @@ RUN_KINDS: dict[str, RunKind] = {
             encoder_flag="--model",
             resumable=False,
         ),
-        RunKind("tuning", "backend.scripts.run_tuning", "hyper-parameter tuning"),
+        RunKind(
+            "tuning",
+            "backend.scripts.tune",
+            "hyper-parameter tuning (RL, 20 trials, validation ranges only)",
+            encoder_flag=None,
+            resumable=False,
+            fixed_args=("--track", "rl", "--trials", "20"),
+            needs_config=True,
+            takes_symbols=False,
+        ),
     )
 }
 """Run kinds by name; a kind whose module is absent is shown as unavailable."""
@@ -160,7 +175,12 @@ class RunManager:
             raise RunError(f"kind {req.kind!r}: expected one of {', '.join(RUN_KINDS)}")
         if not kind.available:
             raise RunError(f"kind {req.kind!r}: {kind.module} is not installed in this checkout")
+        if kind.needs_config and not req.config:
+            raise RunError(
+                f"kind {req.kind!r}: choose a saved config (its 'search' section is the space)"
+            )
         argv = [self.python, "-m", kind.module, "--output", str(run_dir.resolve())]
+        argv += list(kind.fixed_args)
         argv += ["--mode", req.preset, "--seed", str(int(req.seed))]
         if kind.encoder_flag and req.encoders and req.encoders != "all":
             argv += [kind.encoder_flag, req.encoders]
@@ -174,6 +194,8 @@ class RunManager:
         if req.data_dir:
             argv += ["--data-dir", req.data_dir]
         if req.symbols:
+            if not kind.takes_symbols:
+                raise RunError(f"kind {req.kind!r}: takes no symbols (it uses the config's)")
             argv += ["--symbols", req.symbols]
         argv += list(req.extra_args)
         return argv
