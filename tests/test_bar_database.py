@@ -61,11 +61,20 @@ def test_market_frame_from_the_database_matches_the_loader(spy_store, tmp_path: 
 
     data_dir, _ = spy_store
     db = BarDatabase(tmp_path / "db")
-    for symbol in ("SPY", "VIX"):
-        ingest_store(db, data_dir, symbol)
+    ingest_store(db, data_dir, "SPY")
+    with pytest.raises(DatabaseError, match=r"no VIX 15m bars for the VIX features.*use_vix"):
+        db.load_market("SPY")
+    ingest_store(db, data_dir, "VIX")
     market = join_vix_asof(db.load_bars("SPY", end="2024-12-31"), db.load_bars("VIX"))
     want = load_market("SPY", end="2024-12-31", data_dir=data_dir, use_cache=False)
     pd.testing.assert_frame_equal(market, want)
+    for kwargs in (
+        {"start": "2024-12-02", "end": "2025-01-03"},
+        {"start": "2025-01-02", "vix_tolerance": "1D"},
+        {"include_vix": False},
+    ):
+        want = load_market("SPY", data_dir=data_dir, use_cache=False, **kwargs)
+        pd.testing.assert_frame_equal(db.load_market("SPY", **kwargs), want)
 
 
 def test_list_names_first_last_bar_sessions_and_gaps(spy_store, tmp_path: Path):

@@ -158,3 +158,17 @@ def test_bench_supervised_latency_tiny(tmp_path: Path) -> None:
         assert 0 < row["p50"] <= row["p99"]
         assert row["budget_ms"] == 100.0 and _positive(row["p99_over_logreg"])
     assert len(result["machine"]["load_average"]) == 3
+
+
+@pytest.mark.timeout(180)
+def test_bench_pretrained_quick(tmp_path: Path) -> None:
+    out = tmp_path / "bench_pretrained.json"
+    result = _load("bench_pretrained").main(["--quick", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result, default=str))
+    cases = {"manual", "transformer_scratch", "transformer_finetune", "transformer_frozen"}
+    assert set(result["cases"]) == cases
+    for row in result["cases"].values():
+        assert row["steps"] == result["config"]["steps"] and _positive(row["steps_per_s"])
+    assert result["cases"]["transformer_frozen"]["embedding_s"] > 0
+    assert result["cases"]["manual"]["steps_per_s_over_manual"] == 1.0
+    assert result["target_frozen_over_manual"] == 0.8

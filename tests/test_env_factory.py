@@ -152,7 +152,7 @@ def test_bad_arguments_name_the_argument(store, kwargs, match):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"windw": 16}, r"^windw: unknown key; valid keys: \['data_dir', 'end', 'env'"),
+        ({"windw": 16}, r"^windw: unknown key; valid keys: \['data_dir', 'database', 'end'"),
         ({"start": "2024-02-30"}, r"^start: '2024-02-30' is not a calendar date"),
         ({"end": "2024/01/05"}, r"^end: String should match pattern"),
         ({"start": "2023-03-01", "end": "2023-01-01"}, r"start 2023-03-01 is after end"),
@@ -204,6 +204,26 @@ def test_market_kwarg_builds_that_scenario_in_its_own_folder(tmp_path, monkeypat
     assert synthetic_market_dir("momentum") == Path("data") / "synthetic_momentum"
 
 
+def test_database_kwarg_builds_the_same_env_as_the_csv_store(store, tmp_path):
+    # Years of history live in the bar database; the env read from it is the env the CSV
+    # store gives: same bars, VIX join, features and normalization.
+    from backend.database.bar_database import BarDatabase
+    from backend.database.ingest import ingest_store
+
+    db = BarDatabase(tmp_path / "db")
+    for symbol in ("SPY", "VIX"):
+        ingest_store(db, store, symbol)
+    kwargs = {"start": "2023-01-10", "fit_end": "2023-02-10", "segment": "after_fit"}
+    from_db = make_intraday_env(database=str(db.root), **kwargs)
+    from_csv = make_intraday_env(data_dir=store, **kwargs)
+    assert from_db.bar_range == from_csv.bar_range
+    np.testing.assert_array_equal(from_db.arrays.timestamps, from_csv.arrays.timestamps)
+    np.testing.assert_array_equal(from_db.arrays.features, from_csv.arrays.features)
+    np.testing.assert_array_equal(from_db.arrays.close, from_csv.arrays.close)
+    with pytest.raises(ConfigError, match=r"database: reads bars from the database"):
+        make_intraday_env(database=str(db.root), data_dir=store)
+
+
 def test_rl_zoo_trains_and_saves_a_model(store, tmp_path):
     # The README's command, on a small store so that it fits the default suite.
     logs = tmp_path / "logs"
@@ -245,3 +265,23 @@ def test_rl_zoo_trains_and_saves_a_model(store, tmp_path):
     saved = list(logs.glob(f"sac/{ENV_ID.replace('/', '-')}_*/*.zip"))
     assert saved, f"no model under {logs}: {sorted(p.name for p in logs.rglob('*'))}"
     assert not (tmp_path / "data").exists()  # a given data_dir is read, nothing generated
+
+
+@pytest.mark.slow
+def test_gym_make_with_a_market_generates_and_trades_that_scenario(tmp_path, monkeypatch):
+    # End to end (~30 s): the market kwarg's scenario is what lands on disk and in the env.
+    import json
+
+    from backend.data_download.synthetic_market import market_scenario
+
+    name = next(m for m in MARKET_SCENARIOS if m != "null")
+    monkeypatch.chdir(tmp_path)
+    env = gym.make(ENV_ID, market=name)
+    marker = json.loads((synthetic_market_dir(name) / "SYNTHETIC.json").read_text())
+    wanted = market_scenario(name)
+    assert marker["config"]["signal_strength"] == wanted.signal_strength
+    assert marker["config"]["pattern_strength"] == wanted.pattern_strength
+    assert not (tmp_path / "data" / "synthetic").exists()  # the null market is untouched
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    env.close()

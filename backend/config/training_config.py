@@ -18,6 +18,7 @@ from backend.data_download.feature_config import (
     REGULAR_SESSION_MINUTES,
     FeatureConfig,
 )
+from backend.models.pretrained import PretrainedUse
 from backend.models.sac import SharedEncoderLoss
 from backend.utils.config_model import (
     ConfigModel,
@@ -35,12 +36,59 @@ __all__ = [
     "FEATURE_PRESETS",
     "REGULAR_SESSION_MINUTES",
     "FeatureConfig",
+    "PretrainedEncoderSettings",
     "SharedEncoderLoss",
     "TrainingSettings",
 ]
 
 CheckpointChoice = Literal["best", "last"]
 """Which weights a training run keeps (see :attr:`TrainingSettings.checkpoint`)."""
+
+
+class PretrainedEncoderSettings(ConfigModel):
+    """A supervised-lab trunk as the SAC encoder (issue 13): frozen or fine-tuned.
+
+    The trunk comes from a bundle (``bundle``) or is pretrained per walk-forward window on
+    that window's fit range only (``pretrain``, the main job's ``--pretrain``). A bundle
+    whose encoder, feature names or order, window length, clip or normalizer differ from
+    the job's, or whose fit / validation sessions overlap the window's validation or test
+    range, is refused with every difference listed.
+    """
+
+    bundle: StrictStr | None = None
+    """Folder of a supervised-lab bundle (``<lab run>/bundles/<mode>``); the main job's
+    ``--pretrained-encoder``. None: no pretrained encoder (unless ``pretrain``)."""
+    pretrain: StrictBool = False
+    """Pretrain a trunk per window with the supervised lab on the window's fit range (split
+    into an inner fit and validation part), then train SAC on it; the main job's
+    ``--pretrain``. Exclusive with ``bundle``."""
+    use: PretrainedUse = "frozen"
+    """``frozen``: the trunk's weights stay fixed, its embeddings are computed once per
+    dataset (batched, on the training device) and SAC trains on them, so a transformer
+    costs about what ``manual`` costs; ``finetune``: SAC trains the trunk further with
+    :attr:`learning_rate` and :attr:`weight_decay`."""
+    learning_rate: PosFloat | None = None
+    """Learning rate of the trunk when fine-tuned; None: the SAC ``learning_rate``."""
+    weight_decay: NonNegFloat = 0.0
+    """Decoupled (AdamW) weight decay of the trunk when fine-tuned (replaces
+    ``encoder_weight_decay`` for it)."""
+    pretrain_epochs: PosInt = 12
+    """With ``pretrain``: upper bound on the lab's epochs (early-stopped on the inner
+    validation part)."""
+    pretrain_val_fraction: Annotated[float, Field(strict=True, gt=0.0, lt=0.5)] = 0.2
+    """With ``pretrain``: share of the fit range's sessions held out (at its end) to
+    early-stop the pretraining; the normalizer is the fit range's, as the RL job's."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PretrainedEncoderSettings:
+        if self.bundle is not None and self.pretrain:
+            raise ValueError("give either bundle or pretrain, not both")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a pretrained trunk is used."""
+        return self.bundle is not None or self.pretrain
 
 
 class TrainingSettings(ConfigModel):
@@ -127,6 +175,8 @@ class TrainingSettings(ConfigModel):
     """Torch device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:n]``."""
     tensorboard_log: StrictStr | None = "backend/models/sac/tensorboard"
     """TensorBoard log root (one sub-folder per run); ``None`` disables TensorBoard."""
+    pretrained: PretrainedEncoderSettings = PretrainedEncoderSettings()
+    """A supervised-lab trunk as the encoder, frozen or fine-tuned (off by default)."""
 
     @model_validator(mode="after")
     def _micro_batches_divide(self) -> TrainingSettings:

@@ -41,15 +41,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from backend.data_download.loader import TimeLike, select_window
+from backend.data_download.loader import TimeLike, join_vix_asof, select_window
 from backend.data_download.row_checks import DUPLICATE_RTOL
 from backend.data_download.schema import (
     INDEX_NAME,
     INTERVALS,
     NY_TZ,
     OHLCV_COLUMNS,
+    VIX_SYMBOL,
     bar_index,
     empty_bar_frame,
+    interval_to_timedelta,
 )
 
 DEFAULT_DATABASE_DIR = Path("data") / "database"
@@ -317,6 +319,46 @@ class BarDatabase:
             empty.index = bar_index(empty).as_unit("ns")
             return empty
         return bars
+
+    def load_market(
+        self,
+        symbol: str,
+        interval: str = "15m",
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        include_vix: bool = True,
+        vix_symbol: str = VIX_SYMBOL,
+        vix_tolerance: pd.Timedelta | str | None = None,
+    ) -> pd.DataFrame:
+        """The market frame of ``loader.load_market`` (bars + as-of VIX close) from here.
+
+        VIX is read from the same database, reaching back before ``start`` as the loader
+        does, and joined by ``loader.join_vix_asof`` (the last VIX close at or before each
+        bar's close; never a later one).
+
+        Raises:
+            DatabaseError: No bars for ``symbol``, or no VIX although ``include_vix`` (the
+                message names the way out).
+        """
+        bars = self.load_bars(symbol, interval, start, end)
+        if not include_vix:
+            return bars
+        vix_name = check_symbol_name(vix_symbol)
+        if not self.years(vix_name, check_interval_name(interval)):
+            raise DatabaseError(
+                f"{self.root}: no {vix_name} {interval} bars for the VIX features; ingest them "
+                f"(python -m backend.database.db_manager ingest FILE --symbol {vix_name}) or "
+                "run without VIX features (use_vix: false in the features config, --no-vix "
+                "on the main job)"
+            )
+        vix_start: TimeLike | None = None
+        if start is not None and vix_tolerance is not None:
+            first = pd.Timestamp(start)
+            first = first.tz_localize(NY_TZ) if first.tzinfo is None else first
+            vix_start = first - pd.Timedelta(vix_tolerance) - interval_to_timedelta(interval)
+        vix = self.load_bars(vix_name, interval, vix_start, end)
+        return join_vix_asof(bars, vix, interval, vix_tolerance)
 
     def sql(self, query: str) -> pd.DataFrame:
         """Run SQL against a view ``bars`` of every partition (for users and the inventory).

@@ -22,7 +22,9 @@ nothing of the fit range's future either way.
 offline) of scenario ``market`` (``null`` by default; the keys of
 ``synthetic_market.MARKET_SCENARIOS``), generated under ``data/synthetic`` (``null``) or
 ``data/synthetic_<market>`` relative to the working directory when absent or stale, like
-the main job; any other ``data_dir`` is a bar store (``Docs/DATA.md``).
+the main job; any other ``data_dir`` is a bar store (``Docs/DATA.md``); ``database`` reads
+the bars from a bar database instead (``backend.database``: years of validated bars), with
+the same market frame as the loader's and the same features.
 
 **Arguments are the schema's.** Every keyword argument is validated by
 :class:`IntradayEnvKwargs`, whose data fields are the experiment schema's ``data`` types
@@ -51,6 +53,7 @@ from backend.data_download.data_config import (
 )
 from backend.data_download.dataset import SymbolDataset, bar_range
 from backend.data_download.feature_config import FeatureConfig
+from backend.database.bar_database import BarDatabase
 from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.environments.rewards import DSRConfig, RewardConfigBase, reward_config_union
@@ -76,6 +79,24 @@ def _load_dataset(
     return SymbolDataset.load(
         symbol, data_dir, features, interval=features.interval, start=start, end=end
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_database_dataset(
+    symbol: str, database: str, start: str | None, end: str | None, features: FeatureConfig
+) -> SymbolDataset:
+    """:func:`_load_dataset` from a bar database: its market frame, featurized the same way."""
+    root = Path(database)
+    if not root.is_dir():
+        raise ValueError(f"database: {root} is not a directory (a bar database, Docs/DATA.md)")
+    db = BarDatabase(root)
+    market = db.load_market(symbol, features.interval, start, end, include_vix=features.use_vix)
+    if market.empty:
+        raise ValueError(
+            f"{symbol}: no bars in {root} between {start or 'the first bar'} and "
+            f"{end or 'the last bar'}"
+        )
+    return SymbolDataset.from_market(symbol, market, features, interval=features.interval)
 
 
 def synthetic_market_dir(market: str) -> Path:
@@ -136,6 +157,9 @@ class IntradayEnvKwargs(ConfigModel):
 
     data_dir: DataDir = None
     """Bar store root; ``None``: the embedded synthetic market of ``market``."""
+    database: DataDir = None
+    """A bar database folder (``backend.database``, years of validated bars) to read
+    instead of a CSV store; excludes ``data_dir`` and ``market``."""
     symbol: Annotated[Ticker, BeforeValidator(_upper)] = "SPY"
     """Ticker to trade (upper-cased)."""
     interval: StrictStr | None = None
@@ -173,6 +197,10 @@ class IntradayEnvKwargs(ConfigModel):
             raise ValueError(
                 f"market {self.market!r} is a scenario of the embedded synthetic market, "
                 "used only without data_dir; pass one of the two"
+            )
+        if self.database is not None and (self.data_dir is not None or self.market != "null"):
+            raise ValueError(
+                "database: reads bars from the database; do not also pass data_dir or market"
             )
         return self
 
@@ -212,6 +240,7 @@ def make_intraday_env(**kwargs: Any) -> IntradayTradingEnv:
         symbol: Ticker to trade.
         market: Scenario of the embedded synthetic market (``null``, or another key of
             ``MARKET_SCENARIOS``); an error together with ``data_dir``.
+        database: A bar database folder to read instead of a CSV store.
         interval: Bar length, e.g. ``"15m"``; ``None``: ``features.interval`` (default
             ``"15m"``). Given, it replaces ``features.interval``.
         start: First date to load (YYYY-MM-DD); ``None``: the store's first.
@@ -240,8 +269,14 @@ def make_intraday_env(**kwargs: Any) -> IntradayTradingEnv:
     args = validate_env_kwargs(kwargs)
     feature_config = args.feature_config()
     start, end, fit_end = args.start, args.end, args.fit_end
-    root = _resolve_data_dir(args.data_dir, args.market)
-    dataset = _load_dataset(args.symbol, str(root.resolve()), start, end, feature_config)
+    if args.database is not None:
+        root = Path(args.database)
+        dataset = _load_database_dataset(
+            args.symbol, str(root.resolve()), start, end, feature_config
+        )
+    else:
+        root = _resolve_data_dir(args.data_dir, args.market)
+        dataset = _load_dataset(args.symbol, str(root.resolve()), start, end, feature_config)
     sessions = dataset.ready_sessions
     if len(sessions) == 0:
         raise ValueError(

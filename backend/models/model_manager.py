@@ -255,7 +255,7 @@ def _spec_differences(expected: Mapping[str, Any], got: Mapping[str, Any]) -> li
     return out
 
 
-def _name_differences(expected: Sequence[str], got: Sequence[str]) -> list[str]:
+def feature_name_differences(expected: Sequence[str], got: Sequence[str]) -> list[str]:
     """Describe how two feature-name lists differ (membership first, then order)."""
     expected, got = list(expected), list(got)
     if expected == got:
@@ -345,7 +345,7 @@ class ModelBundle:
         expected = self.observation
         problems: list[str] = []
         if feature_names is not None:
-            problems += _name_differences(self.feature_names, feature_names)
+            problems += feature_name_differences(self.feature_names, feature_names)
         if env_config is not None:
             n = len(feature_names) if feature_names is not None else expected["n_features"]
             problems += _spec_differences(expected, observation_spec(env_config, n))
@@ -479,7 +479,9 @@ def _check_consistent(
     encoder_mode = config.encoder.name
     if not normalizer.is_fitted:
         raise ValueError("normalizer is not fitted; a bundle needs the fitted normalizer")
-    problems = _name_differences(config_feature_names(feature_config), normalizer.feature_names)
+    problems = feature_name_differences(
+        config_feature_names(feature_config), normalizer.feature_names
+    )
     problems = [f"feature_config vs normalizer: {p}" for p in problems]
     if uses_sequence_observation(encoder_mode) != env_config.use_sequence_encoder:
         problems.append(
@@ -741,7 +743,7 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
         path=root,
     )
     # The parts must agree with each other as they did at save time.
-    drift = _name_differences(config_feature_names(feature_config), normalizer.feature_names)
+    drift = feature_name_differences(config_feature_names(feature_config), normalizer.feature_names)
     if drift:
         raise ValueError(f"bundle {root}: {CONFIG_FILE} features vs {norm_file}: {drift[0]}")
     bundle.check_compatible(

@@ -99,6 +99,8 @@ class YoopSAC(SAC):
         use_amp: Use autocast + GradScaler when the model's device is CUDA; ignored
             otherwise.
         encoder_weight_decay: Weight decay of the features-extractor parameter groups.
+        encoder_lr_scale: The features extractor's learning rate as a multiple of the SAC
+            learning rate (a fine-tuned pretrained trunk's own rate); 1 by default.
         shared_encoder_loss: With ``policy_kwargs["share_features_extractor"]=True``, which
             loss trains the shared extractor (see the module docstring).
         **kwargs: Everything ``stable_baselines3.SAC`` takes.
@@ -119,6 +121,7 @@ class YoopSAC(SAC):
         use_amp: bool = True,
         encoder_weight_decay: float = 0.0,
         shared_encoder_loss: SharedEncoderLoss = "critic",
+        encoder_lr_scale: float = 1.0,
         **kwargs: Any,
     ) -> None:
         if isinstance(gradient_accumulation_steps, bool) or gradient_accumulation_steps < 1:
@@ -137,6 +140,9 @@ class YoopSAC(SAC):
             )
         if encoder_weight_decay < 0:
             raise ValueError(f"encoder_weight_decay must be >= 0, got {encoder_weight_decay}")
+        if not encoder_lr_scale > 0:
+            raise ValueError(f"encoder_lr_scale must be > 0, got {encoder_lr_scale}")
+        self.encoder_lr_scale = float(encoder_lr_scale)
         # Set before super().__init__, which calls _setup_model (SB3 load() restores them
         # from the saved __dict__ before calling _setup_model too).
         self.gradient_accumulation_steps = int(gradient_accumulation_steps)
@@ -172,12 +178,27 @@ class YoopSAC(SAC):
                     encoder.append(param)
             else:
                 rest.append(param)
-        groups = [{"params": rest, "weight_decay": 0.0, "name": "heads"}]
+        groups: list[dict[str, Any]] = [{"params": rest, "weight_decay": 0.0, "name": "heads"}]
         if encoder:
             groups.insert(
-                0, {"params": encoder, "weight_decay": self.encoder_weight_decay, "name": "encoder"}
+                0,
+                {
+                    "params": encoder,
+                    "weight_decay": self.encoder_weight_decay,
+                    "name": "encoder",
+                    "lr_scale": self.encoder_lr_scale,
+                },
             )
         return groups
+
+    def _update_learning_rate(
+        self, optimizers: list[th.optim.Optimizer] | th.optim.Optimizer
+    ) -> None:
+        """SB3's schedule for every group, then the encoder group's ``lr_scale`` on top."""
+        super()._update_learning_rate(optimizers)
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for group in optimizer.param_groups:
+                group["lr"] *= group.get("lr_scale", 1.0)
 
     def _rebuild_optimizers(self) -> None:
         """Replace SB3's actor/critic optimisers by ones with encoder/heads groups.
@@ -198,6 +219,9 @@ class YoopSAC(SAC):
         self.critic.optimizer = policy.optimizer_class(  # type: ignore[call-arg]
             self._param_groups(self.critic, include_extractor=critic_owns), lr=lr, **kwargs
         )
+        for optimizer in (self.actor.optimizer, self.critic.optimizer):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
 
     # ------------------------------------------------------------------ forward helpers
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

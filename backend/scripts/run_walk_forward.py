@@ -210,6 +210,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="run without VIX features (features.use_vix: false), for data that have no VIX series",
     )
     parser.add_argument(
+        "--pretrained-encoder",
+        type=Path,
+        default=None,
+        metavar="BUNDLE",
+        help="a supervised-lab bundle folder (<lab run>/bundles/<mode>) whose trunk is the "
+        "encoder of that mode's jobs (training.pretrained.bundle); refused when its features, "
+        "window length or normalizer differ, or its data overlap a window's val/test range",
+    )
+    parser.add_argument(
+        "--pretrain",
+        action="store_true",
+        help="pretrain each window's trunk with the supervised lab on that window's fit range "
+        "before the jobs run (training.pretrained.pretrain)",
+    )
+    parser.add_argument(
+        "--pretrained-use",
+        choices=["frozen", "finetune"],
+        default=None,
+        help="frozen (embeddings computed once, fast) or finetune (own learning rate and "
+        "weight decay: training.pretrained.learning_rate / weight_decay); default frozen",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="load and validate the data, print the window table, train nothing",
@@ -306,10 +328,26 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["walk_forward"] = {"seeds": args.seeds}
     if args.sequence_encoder is not None:
         out["modes"] = list(parse_modes(args.sequence_encoder))
+    training: dict[str, Any] = {}
     if args.seed is not None:
         if args.seed < 0:
             raise UserError(f"--seed {args.seed}: must be >= 0")
-        out["training"] = {"seed": args.seed}
+        training["seed"] = args.seed
+    pretrained: dict[str, Any] = {}
+    if args.pretrained_encoder is not None:
+        if args.pretrain:
+            raise UserError("--pretrained-encoder and --pretrain: give one of them")
+        if not args.pretrained_encoder.is_dir():
+            raise UserError(f"--pretrained-encoder {args.pretrained_encoder}: no such folder")
+        pretrained["bundle"] = str(args.pretrained_encoder)
+    if args.pretrain:
+        pretrained["pretrain"] = True
+    if args.pretrained_use is not None:
+        pretrained["use"] = args.pretrained_use
+    if pretrained:
+        training["pretrained"] = pretrained
+    if training:
+        out["training"] = training
     if args.stochastic_eval:
         out["stochastic_eval"] = True
     if args.no_vix:
@@ -623,6 +661,12 @@ def execute(
     tracker = tracker or tracking.NullTracker()
     out = Path(spec.output_dir)
     jobs = runner.plan_jobs(windows, sessions, spec.modes, spec.seeds)
+    if spec.config.training.pretrained.bundle is not None:
+        for job in jobs:  # before anything is written: a refused bundle leaves no run
+            try:
+                runner.check_pretrained(spec, job)
+            except (ValueError, FileNotFoundError) as exc:
+                raise UserError(f"--pretrained-encoder, job {job.name}: {exc}") from None
     if not resume:
         if (out / runner.RUN_FILE).exists():
             raise UserError(f"--output {out}: already holds a run; use --resume {out}")
@@ -641,6 +685,12 @@ def execute(
         for j in jobs
         if runner.load_complete_result(runner.job_dir(out, j) / runner.RESULT_FILE, j, spec) is None
     ]
+    if spec.config.training.pretrained.pretrain and pending:
+        # Each window's trunk sees that window's fit range only (backend/supervised/pretrain.py).
+        from backend.supervised.pretrain import pretrain_run
+
+        trunks = pretrain_run(spec, windows, sessions, only_windows={j.window for j in pending})
+        print(f"pretrained trunks: {len(trunks)} under {out / 'pretrained'}")
     print(
         f"\nrun directory: {out}\njobs: {len(jobs)} ({len(windows)} window(s) x "
         f"{len(spec.modes)} mode(s): {', '.join(spec.modes)}), {len(jobs) - len(pending)} "

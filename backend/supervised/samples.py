@@ -163,6 +163,7 @@ def build_symbol_window(
     sequence_length: int,
     feature_clip: float,
     label_config: LabelConfig,
+    normalizer: FeatureNormalizer | None = None,
 ) -> SymbolWindow:
     """Normalizer and thresholds fitted on ``window.fit``; observations and labels of all parts.
 
@@ -173,9 +174,13 @@ def build_symbol_window(
         sequence_length: ``T`` of the observation.
         feature_clip: The env's ``feature_clip``.
         label_config: Horizon and label definitions.
+        normalizer: A normalizer fitted elsewhere, used instead of fitting one on
+            ``window.fit`` (pretraining for the RL agent passes the RL job's, fitted on the
+            RL fit range, which contains every part of ``window``).
     """
-    fit_first, fit_last = sessions[window.fit.start], sessions[window.fit.stop - 1]
-    normalizer = dataset.fit_normalizer(fit_first, fit_last)
+    if normalizer is None:
+        fit_first, fit_last = sessions[window.fit.start], sessions[window.fit.stop - 1]
+        normalizer = dataset.fit_normalizer(fit_first, fit_last)
     arrays = dataset.arrays(normalizer)
     layout = dataset.layout.iloc[dataset.warmup_rows :]
     row_sessions = layout["session"].to_numpy().astype("datetime64[D]")

@@ -33,6 +33,7 @@ of the config file override these.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -44,7 +45,9 @@ from typing import Any
 import gymnasium as gym
 import pandas as pd
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.utils import get_device
 
 from backend.config.experiment import (
     AGENT,
@@ -52,7 +55,9 @@ from backend.config.experiment import (
     ExperimentConfig,
     resolve_experiment,
 )
+from backend.config.training_config import TrainingSettings
 from backend.data_download.dataset import SymbolDataset, bar_range
+from backend.data_download.market_arrays import MarketArrays
 from backend.data_download.normalizer import FeatureNormalizer
 from backend.data_download.synthetic_market import ensure_synthetic_dataset, market_scenario
 from backend.environments.env_config import EnvConfig
@@ -60,6 +65,17 @@ from backend.environments.intraday_env import IntradayTradingEnv
 from backend.environments.rewards import fit_reward_floor
 from backend.models.feature_extractors import encoder_policy_kwargs
 from backend.models.model_manager import save_bundle
+from backend.models.pretrained import (
+    PrecomputedEmbeddingExtractor,
+    TrunkBundle,
+    build_trunk,
+    load_trunk_bundle,
+    load_trunk_state,
+    range_overlaps,
+    refuse_if,
+    trunk_differences,
+    trunk_embeddings,
+)
 from backend.models.sac import YoopSAC
 from backend.training.augmentation import TrainingAugmentation
 from backend.training.callbacks import TradingMetricsCallback, ValidationEarlyStopping
@@ -113,16 +129,29 @@ class TrainResult:
 
 
 def build_model(
-    env: gym.Env[Any, Any], config: ExperimentConfig, *, tensorboard_log: str | None
+    env: gym.Env[Any, Any],
+    config: ExperimentConfig,
+    *,
+    tensorboard_log: str | None,
+    extractor: dict[str, Any] | None = None,
 ) -> YoopSAC:
     """A :class:`YoopSAC` on ``env`` with the encoder and SAC settings of ``config``.
 
     The optimiser is AdamW so ``encoder_weight_decay`` is decoupled decay; every parameter
     group sets its own ``weight_decay`` (0 outside the encoder), so this is Adam elsewhere.
+    A fine-tuned pretrained trunk (``training.pretrained.use = finetune``) gets its own
+    learning rate and weight decay. ``extractor`` replaces the features-extractor entries
+    of the policy kwargs (the frozen fast path's extractor).
     """
     settings = config.training
+    pretrained = settings.pretrained
+    weight_decay, lr_scale = settings.encoder_weight_decay, 1.0
+    if pretrained.enabled and pretrained.use == "finetune":
+        weight_decay = pretrained.weight_decay
+        if pretrained.learning_rate is not None:
+            lr_scale = pretrained.learning_rate / settings.learning_rate
     policy_kwargs: dict[str, Any] = {
-        **encoder_policy_kwargs(config.encoder),
+        **(extractor if extractor is not None else encoder_policy_kwargs(config.encoder)),
         "net_arch": list(settings.net_arch),
         "share_features_extractor": settings.share_features_extractor,
         "optimizer_class": th.optim.AdamW,
@@ -132,7 +161,8 @@ def build_model(
         env,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         use_amp=settings.use_amp,
-        encoder_weight_decay=settings.encoder_weight_decay,
+        encoder_weight_decay=weight_decay,
+        encoder_lr_scale=lr_scale,
         shared_encoder_loss=settings.shared_encoder_loss,
         learning_rate=settings.learning_rate,
         buffer_size=settings.buffer_size,
@@ -161,6 +191,7 @@ def train_on_range(
     best_model_path: str | Path | None = None,
     attention_probe_every: int = 1_000,
     callbacks: Sequence[BaseCallback] = (),
+    unseen: dict[str, SessionSpan] | None = None,
 ) -> TrainResult:
     """Train one model on ``fit_sessions``, early-stopped on ``val_sessions``.
 
@@ -175,6 +206,9 @@ def train_on_range(
         best_model_path: Also ``model.save`` each new best validation model there.
         attention_probe_every: Steps between attention-entropy probes (Transformer only).
         callbacks: Extra callbacks, run after the built-in ones.
+        unseen: Further named session ranges a pretrained trunk must not have learned
+            from (the walk-forward job passes its test range); the validation range is
+            always checked.
 
     Returns:
         The model with its best validation weights, the normalizer and run metrics.
@@ -203,7 +237,22 @@ def train_on_range(
     reward = fit_reward_floor(config.reward, arrays.open[lo:hi], arrays.close[lo:hi])
     config = config.model_copy(update={"reward": reward})
     cfg = config.env
-    train_env: gym.Env[Any, Any] = IntradayTradingEnv(arrays, cfg, fit_range, reward=reward)
+    trunk: TrunkBundle | None = None
+    extractor: dict[str, Any] | None = None
+    train_arrays = arrays
+    embed_seconds = 0.0
+    if settings.pretrained.bundle is not None:
+        forbidden = {"validation": (val_first, val_last), **(unseen or {})}
+        trunk = load_pretrained(
+            settings.pretrained.bundle, config, dataset.symbol, normalizer, forbidden
+        )
+        config = config.model_copy(update={"encoder": trunk.encoder_config(dataset.symbol)})
+        if settings.pretrained.use == "frozen":
+            started = time.perf_counter()
+            train_arrays, extractor = frozen_fast_path(trunk, arrays, cfg, dataset.symbol, settings)
+            embed_seconds = time.perf_counter() - started
+            cfg = cfg.model_copy(update={"use_sequence_encoder": False})
+    train_env: gym.Env[Any, Any] = IntradayTradingEnv(train_arrays, cfg, fit_range, reward=reward)
     if settings.input_jitter or settings.feature_dropout or settings.resample_probability:
         train_env = TrainingAugmentation(
             train_env,  # type: ignore[arg-type]
@@ -213,9 +262,14 @@ def train_on_range(
             seed=settings.seed,
         )
     val_cfg = cfg.model_copy(update={"episode_sessions": 0, "random_start": False})
-    val_env = IntradayTradingEnv(arrays, val_cfg, val_range, reward=reward)
+    val_env = IntradayTradingEnv(train_arrays, val_cfg, val_range, reward=reward)
 
-    model = build_model(train_env, config, tensorboard_log=settings.tensorboard_log)
+    model = build_model(
+        train_env, config, tensorboard_log=settings.tensorboard_log, extractor=extractor
+    )
+    if trunk is not None and extractor is None:  # fine-tune: start every copy at the trunk
+        for extractor_module in _extractors(model):
+            load_trunk_state(extractor_module, trunk)
     early_stopping = ValidationEarlyStopping(
         val_env,
         settings.eval_every_steps,
@@ -236,8 +290,22 @@ def train_on_range(
         progress_bar=progress_bar,
     )
     train_time = time.perf_counter() - started
+    if trunk is not None and extractor is not None:
+        # Frozen fast path: the same policy on the env's own observations, for testing,
+        # bundling and live trading (the trunk inside the extractor, frozen).
+        seq_env = IntradayTradingEnv(arrays, config.env, fit_range, reward=reward)
+        model = compose_frozen_model(model, seq_env, config, trunk)
     metrics: dict[str, Any] = {
         "train_time_s": train_time,
+        "pretrained": (
+            {
+                "bundle": str(trunk.path),
+                "use": settings.pretrained.use,
+                "embedding_seconds": embed_seconds,
+            }
+            if trunk is not None
+            else None
+        ),
         "steps_done": int(model.num_timesteps),
         "best_val_sharpe": (
             early_stopping.best_sharpe if early_stopping.best_state is not None else None
@@ -252,6 +320,114 @@ def train_on_range(
         "val_bars": val_range[1] - val_range[0],
     }
     return TrainResult(model, normalizer, metrics, list(early_stopping.history), config)
+
+
+# ---------------------------------------------------------------------------------------
+# Pretrained trunks (issue 13)
+# ---------------------------------------------------------------------------------------
+
+
+def load_pretrained(
+    path: str | Path,
+    config: ExperimentConfig,
+    symbol: str,
+    normalizer: FeatureNormalizer,
+    forbidden: dict[str, SessionSpan],
+) -> TrunkBundle:
+    """Read the trunk bundle and refuse it if it does not fit this job.
+
+    Args:
+        path: The bundle folder.
+        config: The job's experiment.
+        symbol: The symbol the agent trades.
+        normalizer: The job's normalizer (fit range).
+        forbidden: Named session ranges the trunk must not have learned from.
+
+    Raises:
+        ValueError: listing every difference (encoder, feature names / order, window
+            length, clip, instruments, normalizer) and every overlap of the trunk's fit and
+            validation sessions with ``forbidden``.
+    """
+    trunk = load_trunk_bundle(path)
+    problems = trunk_differences(
+        trunk,
+        mode=config.encoder.name,
+        feature_names=normalizer.feature_names,
+        sequence_length=config.env.sequence_length,
+        feature_clip=config.env.feature_clip,
+        symbol=symbol,
+        normalizer=normalizer,
+    )
+    refuse_if(problems + range_overlaps(trunk, forbidden), trunk)
+    return trunk
+
+
+def _extractors(model: YoopSAC) -> list[th.nn.Module]:
+    """The distinct features extractors of the actor, critic and critic target."""
+    found: dict[int, th.nn.Module] = {}
+    for owner in (model.actor, model.critic, model.critic_target):
+        module = owner.features_extractor
+        found.setdefault(id(module), module)
+    return list(found.values())
+
+
+def frozen_fast_path(
+    trunk: TrunkBundle,
+    arrays: MarketArrays,
+    env_config: EnvConfig,
+    symbol: str,
+    settings: TrainingSettings,
+) -> tuple[MarketArrays, dict[str, Any]]:
+    """Arrays whose features are the frozen trunk's embeddings, and the SAC extractor.
+
+    The embedding of bar ``t`` is the trunk's ``head(body(window_t))`` on exactly the
+    window the env would emit at ``t`` (computed once, batched, on the training device).
+    """
+    probe = IntradayTradingEnv(arrays, env_config, (0, arrays.n_bars))
+    space = probe.observation_space
+    assert isinstance(space, spaces.Dict)
+    encoder = build_trunk(trunk, space, symbol)
+    device = get_device(settings.device)
+    embeddings = trunk_embeddings(
+        encoder,
+        arrays.features,
+        sequence_length=env_config.sequence_length,
+        feature_clip=env_config.feature_clip,
+        device=device,
+    )
+    names = tuple(f"trunk_{i:03d}" for i in range(embeddings.shape[1]))
+    fast = dataclasses.replace(arrays, features=embeddings, feature_names=names)
+    extractor = {
+        "features_extractor_class": PrecomputedEmbeddingExtractor,
+        "features_extractor_kwargs": {
+            "account_dim": encoder.config.account_dim,
+            "account_state": encoder.account_proj.state_dict(),
+        },
+    }
+    return fast, extractor
+
+
+def compose_frozen_model(
+    fast: YoopSAC, env: IntradayTradingEnv, config: ExperimentConfig, trunk: TrunkBundle
+) -> YoopSAC:
+    """The frozen fast-path policy as a model on the env's sequence observations.
+
+    Every extractor is the trunk's encoder (frozen) with the account projection SAC
+    learned; actor and critic heads are copied. Its actions on a window equal the fast
+    model's on that window's precomputed embedding.
+    """
+    full = build_model(env, config, tensorboard_log=None)
+    for module in _extractors(full):
+        load_trunk_state(module, trunk)
+        module.requires_grad_(False)
+    state = full.policy.state_dict()
+    for key, value in fast.policy.state_dict().items():
+        if key not in state or state[key].shape != value.shape:
+            raise RuntimeError(f"frozen policy: {key} has no counterpart in the full model")
+        state[key] = value
+    full.policy.load_state_dict(state)
+    full.num_timesteps = fast.num_timesteps
+    return full
 
 
 # ---------------------------------------------------------------------------------------

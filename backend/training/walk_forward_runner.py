@@ -24,6 +24,9 @@ Layout of a run directory::
     <output>/windows/w00/<mode>/result.json     metrics, timings, per-bar series and
                                                 per-session returns (model, baselines)
     <output>/windows/w00/<mode>/model_<SYM>/    model bundle (save_bundle)
+    <output>/pretrained/w00/<mode>/             with ``training.pretrained.pretrain``: the
+                                                window's supervised trunk, pretrained on
+                                                its fit range before the jobs run
 
 Seeds: every job trains with :func:`job_seed` ``(run seed, window dates, mode, replicate)``,
 so the serial and the parallel executors (process pool, Ray: :mod:`backend.training.executors`)
@@ -62,8 +65,9 @@ from backend.evaluation.metrics import PerformanceMetrics, compute_metrics
 from backend.evaluation.rollout import PolicyState, rollout_policy
 from backend.evaluation.session_stats import per_session_returns
 from backend.models.model_manager import save_bundle
+from backend.models.pretrained import load_trunk_bundle
 from backend.training import executors
-from backend.training.train import train_on_range
+from backend.training.train import load_pretrained, train_on_range
 from backend.training.walk_forward import WalkForwardConfig, WalkForwardWindow
 from backend.utils.atomic_io import write_json_atomic
 from backend.utils.provenance import collect_provenance, data_range
@@ -74,11 +78,14 @@ __all__ = [
     "RUN_FILE",
     "Job",
     "RunSpec",
+    "check_pretrained",
     "derive_seed",
+    "job_config",
     "job_dir",
     "job_seed",
     "load_complete_result",
     "plan_jobs",
+    "pretrained_dir",
     "run_job",
     "run_jobs",
     "write_run_json",
@@ -264,6 +271,49 @@ def job_dir(output_dir: str | Path, job: Job) -> Path:
     return Path(output_dir) / "windows" / f"w{job.window:02d}" / job.folder
 
 
+PRETRAINABLE_MODES: tuple[str, ...] = ("cnn", "lstm", "transformer")
+"""Modes the supervised lab pretrains (its trunks are sequence encoders)."""
+
+
+def pretrained_dir(output_dir: str | Path, window: int, mode: str) -> Path:
+    """``<output>/pretrained/w{i:02d}/{mode}``: the window's trunk under ``--pretrain``."""
+    return Path(output_dir) / "pretrained" / f"w{window:02d}" / mode
+
+
+def job_config(spec: RunSpec, job: Job) -> ExperimentConfig:
+    """The job's experiment with its pretrained trunk resolved (before the seed).
+
+    ``training.pretrained.pretrain`` points the job at its window's trunk
+    (:func:`pretrained_dir`, written before the jobs run); a ``bundle`` applies to the jobs
+    of the bundle's encoder mode only, the other modes train from scratch.
+
+    Raises:
+        FileNotFoundError: if ``pretrain`` is set and the window's trunk is missing.
+    """
+    config = spec.experiment_for(job.mode)
+    pre = config.training.pretrained
+    if not pre.enabled:
+        return config
+    off = pre.replace(bundle=None, pretrain=False)
+    if pre.pretrain:
+        if job.mode not in PRETRAINABLE_MODES:
+            update = off
+        else:
+            path = pretrained_dir(spec.output_dir, job.window, job.mode)
+            if not (path / "trunk.pt").is_file():
+                raise FileNotFoundError(
+                    f"{path}: no pretrained trunk for {job.name}; the main job pretrains "
+                    "every window before its jobs run (--pretrain)"
+                )
+            update = pre.replace(pretrain=False, bundle=str(path))
+    else:
+        assert pre.bundle is not None
+        update = pre if load_trunk_bundle(pre.bundle).mode == job.mode else off
+    return config.model_copy(
+        update={"training": config.training.replace(pretrained=update.to_dict())}
+    )
+
+
 def _span(sessions: pd.DatetimeIndex, start: int, stop: int) -> tuple[str, str]:
     return (str(sessions[start].date()), str(sessions[stop - 1].date()))
 
@@ -289,6 +339,31 @@ def plan_jobs(
             Job(w.index, mode, fit, val, test, replicate=r) for r in range(seeds) for mode in modes
         )
     return jobs
+
+
+def check_pretrained(spec: RunSpec, job: Job) -> None:
+    """Refuse the job's pretrained trunk before anything trains (every symbol checked).
+
+    The same check :func:`~backend.training.train.train_on_range` makes (features, window
+    length, normalizer of this window's fit range, no overlap with its validation or test
+    sessions), run up front so a mismatched bundle stops the run in seconds.
+
+    Raises:
+        ValueError: listing every difference.
+    """
+    config = job_config(spec, job)
+    pre = config.training.pretrained
+    if pre.bundle is None:
+        return
+    config = config.model_copy(update={"encoder": load_trunk_bundle(pre.bundle).encoder_config()})
+    forbidden = {
+        "validation": (pd.Timestamp(job.val[0]), pd.Timestamp(job.val[1])),
+        "test": (pd.Timestamp(job.test[0]), pd.Timestamp(job.test[1])),
+    }
+    for symbol in spec.symbols:
+        ds = load_dataset(spec, symbol)
+        normalizer = ds.fit_normalizer(pd.Timestamp(job.fit[0]), pd.Timestamp(job.fit[1]))
+        load_pretrained(pre.bundle, config, symbol, normalizer, forbidden)
 
 
 # ---------------------------------------------------------------------------------------
@@ -493,6 +568,7 @@ def _train_and_test_symbol(
         progress_bar=False,
         # One attention-entropy probe per validation evaluation, so short runs log it too.
         attention_probe_every=settings.eval_every_steps,
+        unseen={"test": test},
     )
     arrays = ds.arrays(result.normalizer)
     test_range = bar_range(arrays, *ds.session_bounds(*test))
@@ -577,7 +653,7 @@ def run_job(spec: RunSpec, job: Job) -> dict[str, Any]:
     out_dir = job_dir(spec.output_dir, job)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = job_seed(spec.seed, job)
-    config = spec.experiment_for(job.mode)
+    config = job_config(spec, job)
     training: dict[str, Any] = {"seed": seed}
     if config.training.tensorboard_log is not None:
         training["tensorboard_log"] = str(Path(spec.output_dir) / "tensorboard")
