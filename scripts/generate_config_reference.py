@@ -49,6 +49,8 @@ def _type(f: Field) -> str:
         text = f"list of {f.item_kind}"
     elif f.kind == "const":
         text = f"`{f.default}`"
+    elif f.kind == "yaml":
+        text = "mapping (YAML only)"
     else:
         text = f.kind
     return text + (" or null" if f.nullable else "")

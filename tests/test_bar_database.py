@@ -337,3 +337,61 @@ def test_ingest_fuzz_every_mutated_file_is_stored_or_refused_in_one_line(
     assert counts["refused"] > 30 and counts["accepted"] > 0
     stored = db.load_bars("SPY")
     assert stored.index.is_unique and stored.notna().all().all()
+
+
+def test_trainer_reads_data_database_like_the_store(tmp_path: Path):
+    # The same bars from a CSV store and from the database train the same model.
+    import yaml
+
+    from backend.data_download.synthetic_market import (
+        SyntheticMarketConfig,
+        write_synthetic_market,
+    )
+    from backend.training.train import main as train_main
+
+    store = tmp_path / "data"
+    write_synthetic_market(
+        store, SyntheticMarketConfig(start="2024-10-01", end=None, n_sessions=24, seed=7)
+    )
+    db = BarDatabase(tmp_path / "db")
+    for symbol in ("SPY", "VIX"):
+        ingest_store(db, store, symbol)
+    training = {
+        "net_arch": [16], "total_timesteps": 120, "batch_size": 16, "buffer_size": 1_000,
+        "learning_starts": 40, "eval_every_steps": 60, "device": "cpu", "seed": 3,
+        "tensorboard_log": None,
+    }  # fmt: skip
+    base = {"training": training, "encoder": {"name": "manual"}, "env": {"episode_sessions": 2}}
+    runs = {}
+    for name, data in (("store", {"data_dir": str(store)}), ("db", {"database": str(db.root)})):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**base, "data": data}))
+        out = tmp_path / f"out_{name}"
+        argv = ["--config", str(path), "--output", str(out), "--no-progress"]
+        assert train_main([*argv, "--val-fraction", "0.15"]) == 0
+        (run_dir,) = out.iterdir()
+        runs[name] = run_dir
+    metrics = {k: json.loads((v / "metrics.json").read_text()) for k, v in runs.items()}
+    for key in ("best_val_sharpe", "steps_done"):
+        assert metrics["db"][key] == metrics["store"][key]
+    normalizers = {k: sorted(v.glob("normalizer_SPY*")) for k, v in runs.items()}
+    assert [p.read_bytes() for p in normalizers["db"]] == [
+        p.read_bytes() for p in normalizers["store"]
+    ]
+    with pytest.raises(Exception, match=r"data_dir .* or database, not both"):
+        from backend.data_download.data_config import DataConfig
+
+        DataConfig(data_dir=str(store), database=str(db.root))
+
+
+def test_main_job_with_a_database_is_not_the_ground_truth_comparison(tmp_path: Path, capsys):
+    import yaml
+
+    from backend.scripts import run_walk_forward
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"data": {"database": str(tmp_path / "db")}}))
+    assert run_walk_forward.main(["--config", str(path), "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert f"database: {tmp_path / 'db'}" in out
+    assert "ground-truth comparison" not in out

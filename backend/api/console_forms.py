@@ -36,7 +36,8 @@ class Field:
     name: str
     title: str
     kind: str
-    """``integer``, ``number``, ``string``, ``boolean``, ``enum``, ``list`` or ``const``."""
+    """``integer``, ``number``, ``string``, ``boolean``, ``enum``, ``list``, ``const`` or
+    ``yaml`` (a mapping edited in the YAML file only, never posted)."""
     description: str = ""
     default: Any = None
     has_default: bool = False
@@ -208,6 +209,10 @@ class _Walker:
                 raise SchemaError(f"{path}: lists of {f.item_kind} are not supported")
         elif node.get("type") in SCALAR_KINDS:
             f.kind = str(node["type"])
+        elif node.get("type") == "object" and node.get("x-yaml-only"):
+            # A mapping the schema marks as edited in YAML only (search.space): documented,
+            # never a form input; the posted config leaves it at its default.
+            f.kind = "yaml"
         elif node.get("type") == "object":
             raise SchemaError(f"{path}: free-form mappings are not supported")
         if not required and not f.has_default and not nullable:
@@ -286,6 +291,8 @@ def _field_value(f: Field, raw: str) -> tuple[bool, Any]:
     """``(present, value)`` of one posted field."""
     if f.kind == "const":
         return True, f.default
+    if f.kind == "yaml":
+        return False, None
     if f.kind == "boolean":
         return True, _convert(raw, "boolean")
     if raw.strip() == "":

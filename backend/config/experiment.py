@@ -11,7 +11,8 @@
     ├── reward        one of REWARD_CONFIGS (``name``: dsr | ddr | log_return | cost_penalized)
     ├── training      TrainingSettings      SAC hyper-parameters, seed, device, logging
     ├── encoder       one of ENCODER_CONFIGS (``name``: manual | cnn | lstm | transformer)
-    └── registry      RegistryConfig        model registry root and promotion gates
+    ├── registry      RegistryConfig        model registry root and promotion gates
+    └── search        SearchConfig          hyperparameter search space (backend.scripts.tune)
 
 ``encoder`` and ``reward`` are discriminated unions built from the registries
 (``@register_encoder``, ``@register_reward``), so every option of every encoder and reward
@@ -41,6 +42,7 @@ import yaml
 from pydantic import ValidationError, field_validator, model_validator
 
 from backend.config.presets import get_preset
+from backend.config.search_config import SearchConfig, check_space_paths
 from backend.config.training_config import TrainingSettings
 from backend.config.walk_forward_config import WalkForwardConfig
 from backend.data_download.data_config import DataConfig
@@ -156,6 +158,10 @@ class ExperimentConfig(ConfigModel):
     registry: RegistryConfig = RegistryConfig()
     """Where ``python -m backend.models.registry`` keeps versioned bundles, and the gates a
     model must pass to be promoted to the live trader (``backend/models/registry_config.py``)."""
+    search: SearchConfig = SearchConfig()
+    """Hyperparameter search space over this schema's paths, read by ``python -m
+    backend.scripts.tune``; ``search.tuning_trials`` (written by the tuner) is counted by the
+    main job's deflated Sharpe ratio."""
 
     @field_validator("env", mode="before")
     @classmethod
@@ -205,6 +211,7 @@ class ExperimentConfig(ConfigModel):
             object.__setattr__(
                 self, "env", self.env.model_copy(update={"use_sequence_encoder": sequence})
             )
+        check_space_paths(self, self.search.space)
         needed = required_gap_bars(self.features)
         gap = self.walk_forward.gap_bars
         if gap is None:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from backend.config.search_config import SearchConfig, check_space_paths
+
 TaskName = Literal["direction", "volatility", "regime"]
 ModelName = Literal["lstm", "cnn", "transformer"]
 SizeName = Literal["tiny", "small", "medium", "large"]
@@ -209,9 +211,14 @@ class SupervisedConfig(_Section):
     """Confidence estimation."""
     baselines: BaselineSection = BaselineSection()
     """Baseline models."""
+    search: SearchConfig = SearchConfig()
+    """Hyperparameter search space over this config's paths (``python -m
+    backend.scripts.tune --track supervised``); the objective is the first model's mean
+    validation accuracy of ``direction`` on inner windows before the first test range."""
 
     @model_validator(mode="after")
     def _check(self) -> SupervisedConfig:
+        check_space_paths(self, self.search.space)
         if not self.tasks:
             raise ValueError("tasks: give at least one task")
         if not self.models:

@@ -74,6 +74,9 @@ class DataConfig(ConfigModel):
     data_dir: DataDir = None
     """Bar store root (``intraday/<SYMBOL>/<interval>/*.csv``). ``null``: ``./data`` when
     it holds every symbol, else the embedded synthetic market (offline)."""
+    database: DataDir = None
+    """Bar database folder (``backend/database``, years of validated bars; ``python -m
+    backend.database.db_manager``) read instead of a CSV store; excludes ``data_dir``."""
     symbols: tuple[Ticker, ...] = ("SPY",)
     """Tickers, upper case; each gets its own model. The trainer trains exactly one."""
     start: DateText | None = None
@@ -99,6 +102,8 @@ class DataConfig(ConfigModel):
     @model_validator(mode="after")
     def _ordered_dates(self) -> DataConfig:
         check_date_order(self.start, self.end)
+        if self.database is not None and self.data_dir is not None:
+            raise ValueError("give data_dir (a CSV store) or database, not both")
         return self
 
 

@@ -53,7 +53,7 @@ from backend.data_download.data_config import (
 )
 from backend.data_download.dataset import SymbolDataset, bar_range
 from backend.data_download.feature_config import FeatureConfig
-from backend.database.bar_database import BarDatabase
+from backend.database.datasets import load_symbol_dataset
 from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.environments.rewards import DSRConfig, RewardConfigBase, reward_config_union
@@ -86,17 +86,7 @@ def _load_database_dataset(
     symbol: str, database: str, start: str | None, end: str | None, features: FeatureConfig
 ) -> SymbolDataset:
     """:func:`_load_dataset` from a bar database: its market frame, featurized the same way."""
-    root = Path(database)
-    if not root.is_dir():
-        raise ValueError(f"database: {root} is not a directory (a bar database, Docs/DATA.md)")
-    db = BarDatabase(root)
-    market = db.load_market(symbol, features.interval, start, end, include_vix=features.use_vix)
-    if market.empty:
-        raise ValueError(
-            f"{symbol}: no bars in {root} between {start or 'the first bar'} and "
-            f"{end or 'the last bar'}"
-        )
-    return SymbolDataset.from_market(symbol, market, features, interval=features.interval)
+    return load_symbol_dataset(symbol, features, database=database, start=start, end=end)
 
 
 def synthetic_market_dir(market: str) -> Path:

@@ -39,6 +39,7 @@ from backend.data_download.synthetic_market import (
     market_scenario,
     read_marker,
 )
+from backend.database.datasets import load_symbol_dataset
 from backend.evaluation import ground_truth, tracking
 from backend.evaluation import report as reports
 from backend.models.feature_extractors import encoder_names
@@ -383,8 +384,8 @@ def is_ground_truth_run(args: argparse.Namespace, config: ExperimentConfig) -> b
     """
     if args.market is not None:
         return bool(args.market == "all")
-    chosen = config.data.model_fields_set & {"data_dir", "market"}
-    return config.data.data_dir is None and not chosen
+    chosen = config.data.model_fields_set & {"data_dir", "database", "market"}
+    return config.data.data_dir is None and config.data.database is None and not chosen
 
 
 def default_output(choice: str, now: dt.datetime | None = None, root: Path | None = None) -> Path:
@@ -413,13 +414,18 @@ def load_datasets(
     features: FeatureConfig,
     start: str | None,
     end: str | None,
+    database: str | None = None,
 ) -> tuple[list[SymbolDataset], list[str]]:
-    """Every symbol's dataset and the data-quality warnings raised while loading."""
+    """Every symbol's dataset and the data-quality warnings raised while loading.
+
+    ``database`` (``data.database``) is read instead of ``data_dir`` when given.
+    """
     datasets = []
+    source = {"database": database} if database is not None else {"data_dir": data_dir}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataQualityWarning)
         for symbol in symbols:
-            datasets.append(SymbolDataset.load(symbol, data_dir, features, start=start, end=end))
+            datasets.append(load_symbol_dataset(symbol, features, start=start, end=end, **source))
     return datasets, [str(w.message) for w in caught]
 
 
@@ -535,7 +541,9 @@ def _run_one(
     label: str,
 ) -> int:
     """Load, print the windows, and (unless ``--dry-run``) execute one run."""
-    datasets, notes = load_datasets(spec.symbols, data_dir, spec.features, spec.start, spec.end)
+    datasets, notes = load_datasets(
+        spec.symbols, data_dir, spec.features, spec.start, spec.end, spec.config.data.database
+    )
     print(describe_data(datasets, data_dir, synthetic, spec.market))
     for note in notes:
         print(f"  warning: {note}")

@@ -60,6 +60,7 @@ from backend.data_download.dataset import SymbolDataset, bar_range
 from backend.data_download.market_arrays import MarketArrays
 from backend.data_download.normalizer import FeatureNormalizer
 from backend.data_download.synthetic_market import ensure_synthetic_dataset, market_scenario
+from backend.database.datasets import load_symbol_dataset
 from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.environments.rewards import fit_reward_floor
@@ -448,6 +449,11 @@ def resolve_data_dir(config: ExperimentConfig) -> tuple[Path, bool]:
     """
     from backend.data_download.loader import available_symbols
 
+    if config.data.database is not None:
+        path = Path(config.data.database)
+        if not path.is_dir():
+            raise ConfigError(f"data.database {path}: no such directory")
+        return path, False
     if config.data.data_dir is not None:
         path = Path(config.data.data_dir)
         if not path.is_dir():
@@ -461,6 +467,18 @@ def resolve_data_dir(config: ExperimentConfig) -> tuple[Path, bool]:
     market = config.data.market
     target = SYNTHETIC_DIR if market == "null" else SYNTHETIC_DIR.with_name(f"synthetic_{market}")
     return ensure_synthetic_dataset(target, market_scenario(market)), True
+
+
+def data_source(config: ExperimentConfig, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """``load_symbol_dataset``'s source keywords: the database if configured, else the store.
+
+    Args:
+        config: The experiment.
+        data_dir: The store to read (default: :func:`resolve_data_dir`'s answer).
+    """
+    if config.data.database is not None:
+        return {"database": config.data.database}
+    return {"data_dir": data_dir if data_dir is not None else resolve_data_dir(config)[0]}
 
 
 def split_sessions(
@@ -583,8 +601,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     features = config.features
     symbol = config.data.symbols[0]
-    dataset = SymbolDataset.load(
-        symbol, data_dir, features, start=config.data.start, end=config.data.end
+    dataset = load_symbol_dataset(
+        symbol,
+        features,
+        start=config.data.start,
+        end=config.data.end,
+        **data_source(config, data_dir),
     )
     fit, val = split_sessions(dataset.sessions, args.val_fraction, args.gap_sessions)
     run_name = f"{dataset.symbol}_{config.encoder.name}_{time.strftime('%Y%m%d-%H%M%S')}"

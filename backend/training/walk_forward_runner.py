@@ -58,6 +58,7 @@ import torch as th
 from backend.config.experiment import ExperimentConfig
 from backend.data_download.dataset import SymbolDataset, bar_range
 from backend.data_download.feature_config import FeatureConfig
+from backend.database.datasets import load_symbol_dataset
 from backend.environments.env_config import EnvConfig
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.evaluation.baselines import run_baselines_for_env
@@ -203,6 +204,8 @@ class RunSpec:
             "synthetic": self.synthetic,
             "market": self.market,
             "seeds": self.seeds,
+            # Trials of the search that chose this config: the report's deflated Sharpe.
+            "tuning_trials": self.config.search.tuning_trials,
             "config": self.config.model_dump(mode="json"),
         }
 
@@ -375,10 +378,12 @@ _DATASETS: dict[tuple[Any, ...], SymbolDataset] = {}
 
 def load_dataset(spec: RunSpec, symbol: str) -> SymbolDataset:
     """The symbol's dataset for this run, loaded once per process."""
-    key = (spec.data_dir, symbol, spec.features, spec.start, spec.end)
+    database = spec.config.data.database
+    key = (spec.data_dir, database, symbol, spec.features, spec.start, spec.end)
     if key not in _DATASETS:
-        _DATASETS[key] = SymbolDataset.load(
-            symbol, spec.data_dir, spec.features, start=spec.start, end=spec.end
+        source = {"database": database} if database is not None else {"data_dir": spec.data_dir}
+        _DATASETS[key] = load_symbol_dataset(
+            symbol, spec.features, start=spec.start, end=spec.end, **source
         )
     return _DATASETS[key]
 
