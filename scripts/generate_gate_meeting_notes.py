@@ -154,6 +154,13 @@ def render(
             for name, s in strategies.items()
         ],
     )
+    store = Path(str(info["data_dir"])) / "intraday" / symbol
+    sources = sorted({str(f.resolve()) for f in store.rglob("*.csv")}) if store.is_dir() else []
+    if sources:
+        lines.insert(
+            lines.index("## Figures (pooled test sessions)"),
+            f"Bar files read (links resolved): {', '.join(f'`{s}`' for s in sources)}.\n",
+        )
     family = power["family_size"]
     lines += [
         "",
