@@ -112,6 +112,9 @@ def test_bench_walk_forward_quick(tmp_path: Path) -> None:
     summary = result["summary"]
     assert _positive(summary["speedup_workers_2_over_1"])
     assert summary["same_results"] is True  # job seeds do not depend on the executor
+    bound = summary["idle_wall_lower_bound_s"]
+    assert set(bound) == set(result["cases"]) and all(_positive(v) for v in bound.values())
+    assert result["load_average_1m_start"] is not None  # the machine's load is recorded
     assert result["config"]["quick"] is True
     assert {"torch", "python", "cpu_count"} <= set(result["machine"])
     assert "commit" in result["git"]
