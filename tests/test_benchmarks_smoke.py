@@ -33,7 +33,6 @@ def _positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-@pytest.mark.timeout(60)
 def test_bench_env_smallest(tmp_path: Path) -> None:
     out = tmp_path / "bench_env.json"
     result = _load("bench_env").main(
@@ -49,7 +48,7 @@ def test_bench_env_smallest(tmp_path: Path) -> None:
     assert {"python", "cpu_count", "stable_baselines3"} <= set(result["machine"])
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_bench_train_quick(tmp_path: Path) -> None:
     # One sequence encoder, separate and shared, plus the baseline twice: four children.
     out = tmp_path / "bench_train.json"
@@ -96,7 +95,7 @@ def test_bench_train_quick(tmp_path: Path) -> None:
     assert "commit" in result["git"]
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.slow
 def test_bench_walk_forward_quick(tmp_path: Path) -> None:
     # The walk-forward CLI twice (serial, then 2 workers) on a tiny manual-only config.
     out = tmp_path / "bench_walk_forward.json"
@@ -120,7 +119,6 @@ def test_bench_walk_forward_quick(tmp_path: Path) -> None:
     assert "commit" in result["git"]
 
 
-@pytest.mark.timeout(120)
 def test_bench_bar_database_synthetic(tmp_path: Path) -> None:
     out = tmp_path / "bench_bar_database.json"
     result = _load("bench_bar_database").main(
@@ -145,7 +143,6 @@ def test_bench_bar_database_synthetic(tmp_path: Path) -> None:
     assert "load_average_1m" in result["machine"]
 
 
-@pytest.mark.timeout(120)
 def test_bench_supervised_latency_tiny(tmp_path: Path) -> None:
     out = tmp_path / "bench_supervised_latency.json"
     result = _load("bench_supervised_latency").main(
@@ -160,7 +157,6 @@ def test_bench_supervised_latency_tiny(tmp_path: Path) -> None:
     assert len(result["machine"]["load_average"]) == 3
 
 
-@pytest.mark.timeout(180)
 def test_bench_pretrained_quick(tmp_path: Path) -> None:
     out = tmp_path / "bench_pretrained.json"
     result = _load("bench_pretrained").main(["--quick", "--out", str(out)])
