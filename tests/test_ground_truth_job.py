@@ -1,4 +1,4 @@
-"""The default main job holds the ground-truth claims at CI's budget (slow: about 17 min of CPU with 2 workers).
+"""The default main job holds the ground-truth claims (slow: about 17 min of CPU, 2 workers).
 
 ``python -m backend.scripts.run_walk_forward`` with no arguments trains every encoder mode on
 the ``null``, ``momentum`` and ``sequence`` markets and writes ``ground_truth.json``. The
