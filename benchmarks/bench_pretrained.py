@@ -14,10 +14,12 @@ the other, on the same fit sessions, with the same settings:
   ``steps_per_s_incl_embedding`` also charges the one-off embedding pass to it.
 
 Each case runs ``--steps`` env steps (``learning_starts`` random steps included, one gradient
-step per env step after them, no validation evaluation inside the timed loop). Figures are
-wall-clock and process CPU; ``*_over_manual`` ratios compare cases of the same run, so they
-are the figures to read on a shared machine. Writes JSON to
-``benchmarks/results/bench_pretrained.json``.
+step per env step after them, no validation evaluation inside the timed loop). The cases
+run interleaved, ``--repeats`` (3) rounds in alternating order (forward, then reversed), and
+each figure is the median of its repeats (every run, with the load average before it, is
+kept under ``runs``). Figures are wall-clock and process CPU; ``*_over_manual`` ratios
+compare cases of the same run, so they are the figures to read on a shared machine. Writes
+JSON to ``benchmarks/results/bench_pretrained.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -70,6 +73,22 @@ def _config(args: argparse.Namespace, mode: str, pretrained: dict[str, Any] | No
         "encoder": {"name": "transformer", "size": args.size},
     }
     return resolve_experiment("short", None, overrides, default_preset="short").for_mode(mode)
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of every figure over a case's repeats."""
+    keys = ("train_wall_s", "process_cpu_s", "embedding_s", "steps_per_s")
+    out: dict[str, Any] = {k: statistics.median(r[k] for r in rows) for k in keys}
+    out["steps"] = rows[0]["steps"]
+    out["repeats"] = len(rows)
+    out["steps_per_s_incl_embedding"] = statistics.median(
+        r["steps_per_s_incl_embedding"] for r in rows
+    )
+    out["steps_per_s_min_max"] = [
+        min(r["steps_per_s"] for r in rows),
+        max(r["steps_per_s"] for r in rows),
+    ]
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -125,11 +144,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(
                 f"--cases: unknown {unknown} or no 'manual'; choose from {list(cases)}"
             )
-        results: dict[str, dict[str, Any]] = {}
-        for repeat in range(args.repeats):  # interleaved, so a load change hits every case
-            for name in chosen:
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
+        for repeat in range(args.repeats):
+            # Interleaved and alternating (forward, then reversed), so a change of load
+            # during the run hits every case alike; the median of the repeats is reported.
+            order = chosen if repeat % 2 == 0 else chosen[::-1]
+            for name in order:
                 mode, pretrained = cases[name]
                 config = _config(args, mode, pretrained)
+                load = os.getloadavg()[0]
                 cpu0 = time.process_time()
                 result = train_on_range(ds, fit, val, config)
                 cpu = time.process_time() - cpu0
@@ -137,26 +160,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 wall = float(result.metrics["train_time_s"])
                 extra = result.metrics.get("pretrained") or {}
                 embed = float(extra.get("embedding_seconds", 0.0))
-                row = {
-                    "steps": steps,
-                    "train_wall_s": wall,
-                    "process_cpu_s": cpu,
-                    "embedding_s": embed,
-                    "steps_per_s": steps / wall,
-                    "steps_per_s_incl_embedding": steps / (wall + embed),
-                }
-                best = results.get(name)
-                if best is None or row["steps_per_s"] > best["steps_per_s"]:
-                    results[name] = {**row, "repeats": args.repeats}
+                runs[name].append(
+                    {
+                        "repeat": repeat,
+                        "load_average_1m": load,
+                        "steps": steps,
+                        "train_wall_s": wall,
+                        "process_cpu_s": cpu,
+                        "embedding_s": embed,
+                        "steps_per_s": steps / wall,
+                        "steps_per_s_incl_embedding": steps / (wall + embed),
+                    }
+                )
                 print(
                     f"[{repeat + 1}/{args.repeats}] {name:<22} {steps / wall:8.1f} steps/s "
-                    f"({wall:.1f} s" + (f" + {embed:.2f} s embeddings)" if embed else ")"),
+                    f"({wall:.1f} s"
+                    + (f" + {embed:.2f} s embeddings)" if embed else ")")
+                    + f" load {load:.2f}",
                     flush=True,
                 )
-    manual = results["manual"]["steps_per_s"]
-    for row in results.values():
-        row["steps_per_s_over_manual"] = row["steps_per_s"] / manual
-        row["incl_embedding_over_manual"] = row["steps_per_s_incl_embedding"] / manual
+    results = {name: _summary(rows) for name, rows in runs.items()}
+    manual = results["manual"]
+    for name, row in results.items():
+        row["steps_per_s_over_manual"] = row["steps_per_s"] / manual["steps_per_s"]
+        row["incl_embedding_over_manual"] = (
+            row["steps_per_s_incl_embedding"] / manual["steps_per_s"]
+        )
+        # Per repeat: the case against the manual run of the same repeat (adjacent in time).
+        row["over_manual_per_repeat"] = [
+            r["steps_per_s"] / m["steps_per_s"]
+            for r, m in zip(runs[name], runs["manual"], strict=True)
+        ]
     return {
         "benchmark": "bench_pretrained",
         "config": {
@@ -173,6 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "pretrain_s": pretrain_s,
         "cases": results,
+        "runs": runs,
         "frozen_over_manual": (
             results["transformer_frozen"]["steps_per_s_over_manual"]
             if "transformer_frozen" in results
@@ -199,14 +234,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="comma-separated cases (manual is required: the reference)",
     )
     parser.add_argument(
-        "--repeats", type=int, default=1, help="interleaved runs per case; the best is kept"
+        "--repeats",
+        type=int,
+        default=3,
+        help="interleaved runs per case (alternating order); the median is reported",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output file")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.learning_starts, args.size = 120, 40, "tiny"
-        args.window, args.pretrain_epochs = 16, 1
+        args.window, args.pretrain_epochs, args.repeats = 16, 1, 2
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")

@@ -167,4 +167,6 @@ def test_bench_pretrained_quick(tmp_path: Path) -> None:
         assert row["steps"] == result["config"]["steps"] and _positive(row["steps_per_s"])
     assert result["cases"]["transformer_frozen"]["embedding_s"] > 0
     assert result["cases"]["manual"]["steps_per_s_over_manual"] == 1.0
+    assert [r["repeat"] for r in result["runs"]["manual"]] == [0, 1]
+    assert len(result["cases"]["transformer_frozen"]["over_manual_per_repeat"]) == 2
     assert result["target_frozen_over_manual"] == 0.8

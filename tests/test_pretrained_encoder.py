@@ -7,6 +7,7 @@ is shared by the tests; the direct tests reuse its window-0 trunk.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,20 @@ def test_frozen_fast_path_equals_the_trunk_inside_the_policy(workspace, pretrain
         batch_size=17,
     )
     np.testing.assert_allclose(small, fast_arrays.features, atol=1e-5)
+    # Encoding only the bars a training run observes gives those rows unchanged.
+    lo, hi = max(fit[0] - 1, 1), fit[1]
+    part = trunk_embeddings(
+        encoder,
+        arrays.features,
+        sequence_length=config.env.sequence_length,
+        feature_clip=config.env.feature_clip,
+        batch_size=17,
+        rows=(lo, hi),
+    )
+    np.testing.assert_allclose(part[lo:hi], fast_arrays.features[lo:hi], atol=1e-5)
+    assert not part[:lo].any() and not part[hi:].any()
+    with pytest.raises(ValueError, match="rows"):
+        trunk_embeddings(encoder, arrays.features, sequence_length=4, feature_clip=5.0, rows=(5, 2))
     assert not any(p.requires_grad for p in full.actor.features_extractor.body.parameters())
 
 
@@ -233,3 +248,58 @@ def test_cli_refuses_a_bundle_before_writing_anything(workspace, pretrain_run, c
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["training"]["pretrained"]["pretrain"] is True
     assert printed["training"]["pretrained"]["use"] == "finetune"
+
+
+def _retarget(bundle: Path, dest: Path, trunk: Path) -> Path:
+    """A copy of an RL bundle whose ``training.pretrained.bundle`` names ``trunk``."""
+    from backend.models.registry_evidence import sha256_file
+
+    shutil.copytree(bundle, dest)
+    config = yaml.safe_load((dest / "config.yaml").read_text())
+    config["training"]["pretrained"]["bundle"] = str(trunk)
+    (dest / "config.yaml").write_text(yaml.safe_dump(config))
+    meta = json.loads((dest / "metadata.json").read_text())
+    meta["files"]["config.yaml"] = sha256_file(dest / "config.yaml")
+    (dest / "metadata.json").write_text(json.dumps(meta))
+    return dest
+
+
+def test_registry_overlap_gate_reads_the_pretrained_trunks_data_range(
+    pretrain_run, tmp_path
+) -> None:
+    from backend.models.registry import ModelRegistry, PromotionRefused
+
+    job = _job(pretrain_run, 0, "transformer")
+    bundle = runner.job_dir(pretrain_run, job) / "model_SPY"
+    trunk_dir = runner.pretrained_dir(pretrain_run, 0, "transformer")
+    reg = ModelRegistry(tmp_path / "reg")
+    entry = reg.register(bundle, evidence=pretrain_run)
+    trunk = load_trunk_bundle(trunk_dir)
+    assert entry["training_ranges"]["pretrain_fit"] == list(trunk.dates["fit"])
+    gate = next(g for g in entry["gates"] if g["gate"] == "no_test_overlap")
+    assert gate["passed"], gate["detail"]  # trained on window 0's fit range only
+
+    # The same policy, but its trunk was early-stopped on the first session of window 1's test.
+    leaky_trunk = tmp_path / "leaky_trunk"
+    shutil.copytree(trunk_dir, leaky_trunk)
+    meta = json.loads((leaky_trunk / "metadata.json").read_text())
+    test_1 = _job(pretrain_run, 1, "transformer").test
+    meta["dates"]["val"] = [test_1[0], test_1[0]]
+    (leaky_trunk / "metadata.json").write_text(json.dumps(meta))
+    leaky = reg.register(_retarget(bundle, tmp_path / "leaky", leaky_trunk), evidence=pretrain_run)
+    gate = next(g for g in leaky["gates"] if g["gate"] == "no_test_overlap")
+    assert not gate["passed"] and gate["figure"] == 1.0 and gate["threshold"] == 0.0
+    with pytest.raises(
+        PromotionRefused,
+        match=r"no_test_overlap: pretrain_val .* \(pretrained trunk .*leaky_trunk\) overlaps "
+        r"the test .* of window 1 by 1 day\(s\); needs 0 overlapping days",
+    ):
+        reg.promote("rl-SPY", leaky["version"])
+
+    # A trunk that cannot be read: its range is unknown, so the gate fails too.
+    lost = reg.register(
+        _retarget(bundle, tmp_path / "lost", tmp_path / "gone"), evidence=pretrain_run
+    )
+    gate = next(g for g in lost["gates"] if g["gate"] == "no_test_overlap")
+    assert not gate["passed"] and "pretrained trunk's data range is unknown" in gate["detail"]
+    assert reg.promoted("rl-SPY") is None

@@ -247,6 +247,7 @@ def trunk_embeddings(
     feature_clip: float,
     batch_size: int = 2048,
     device: str | th.device = "cpu",
+    rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The frozen trunk's market embedding ``head(body(window))`` of every bar -> ``(n, E)``.
 
@@ -254,9 +255,19 @@ def trunk_embeddings(
     ``t-T+1 .. t`` clipped to ``feature_clip``, zero-padded with mask 0 before row 0. Rows
     are encoded in batches of ``batch_size`` on ``device`` (the trunk is moved there and
     back), in eval mode.
+
+    ``rows`` (half-open ``(start, stop)``) encodes only the bars an env will observe (the
+    fit and validation bars of a training run): the pass is the one cost the frozen path
+    adds to SAC, and it grows with every bar encoded. Rows outside stay zero.
+
+    Raises:
+        ValueError: if ``rows`` is not a range within ``0 .. n``.
     """
     feats = np.clip(np.asarray(features, dtype=np.float32), -feature_clip, feature_clip)
     n, n_feat = feats.shape
+    first, stop = (0, n) if rows is None else (int(rows[0]), int(rows[1]))
+    if not 0 <= first <= stop <= n:
+        raise ValueError(f"rows: need 0 <= start <= stop <= {n}, got {rows}")
     pad = sequence_length - 1
     padded = np.zeros((n + pad, n_feat), dtype=np.float32)
     padded[pad:] = feats
@@ -268,20 +279,21 @@ def trunk_embeddings(
     was_training = trunk.training
     original = next(trunk.parameters()).device
     trunk.eval().to(device)
-    out = []
+    out = np.zeros((n, trunk.config.embedding_dim), dtype=np.float32)
     try:
-        for start in range(0, n, batch_size):
-            rows = th.arange(start, min(n, start + batch_size), device=device)
-            idx = rows[:, None] + offsets[None, :]  # (B, T)
+        for start in range(first, stop, batch_size):
+            end = min(stop, start + batch_size)
+            batch = th.arange(start, end, device=device)
+            idx = batch[:, None] + offsets[None, :]  # (B, T)
             obs = {
                 "window": source[idx],  # (B, T, F)
                 "mask": mask_all[idx],  # (B, T)
-                "account": th.zeros(rows.numel(), trunk.dims.n_account, device=device),
+                "account": th.zeros(batch.numel(), trunk.dims.n_account, device=device),
             }
-            out.append(trunk.head(trunk._encode(obs)).float().cpu().numpy())  # (B, E)
+            out[start:end] = trunk.head(trunk._encode(obs)).float().cpu().numpy()  # (B, E)
     finally:
         trunk.to(original).train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, trunk.config.embedding_dim), np.float32)
+    return out
 
 
 class PrecomputedEmbeddingExtractor(BaseFeaturesExtractor):

@@ -144,6 +144,16 @@ def _overlap(entry: Mapping[str, Any]) -> GateResult:
             if n:
                 days += n
                 problems.append(f"evidence window {w['index']} trains ({part}) on its own test")
+    trunk = (entry.get("data") or {}).get("pretrained_trunk") or {}
+    if trunk.get("error"):
+        return GateResult(
+            gate,
+            False,
+            None,
+            0.0,
+            f"the pretrained trunk's data range is unknown ({trunk['error']}), so it cannot "
+            "be shown to have never seen the test; needs 0 overlapping days",
+        )
     training: Mapping[str, Sequence[str]] = entry.get("training_ranges") or {}
     # The bundle is judged on its own window's test and every later one; a bundle from no
     # window of the run (e.g. trained on a whole range) on all of them.
@@ -164,9 +174,12 @@ def _overlap(entry: Mapping[str, Any]) -> GateResult:
             n = overlap_days(span, w["test"])
             if n:
                 days += n
+                source = (
+                    f" (pretrained trunk {trunk['bundle']})" if name.startswith("pretrain_") else ""
+                )
                 problems.append(
-                    f"{name} {span[0]}..{span[1]} overlaps the test {w['test'][0]}..{w['test'][1]} "
-                    f"of window {w['index']} by {n} day(s)"
+                    f"{name} {span[0]}..{span[1]}{source} overlaps the test "
+                    f"{w['test'][0]}..{w['test'][1]} of window {w['index']} by {n} day(s)"
                 )
     if problems:
         return GateResult(

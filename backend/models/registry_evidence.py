@@ -169,6 +169,11 @@ def _rl_facts(root: Path) -> BundleFacts:
         if key in data:
             training[key.removesuffix("_sessions")] = _range(data[key], f"{meta_path}: data.{key}")
     training.update(_pretraining_ranges(metadata, meta_path))
+    trunk = _pretrained_trunk(config, root)
+    if trunk is not None:
+        data["pretrained_trunk"] = trunk
+        for part, span in (trunk.get("dates") or {}).items():
+            training[f"pretrain_{part}"] = (span[0], span[1])
     test = data.get("test_sessions")
     content, size = _content_hash(root)
     return BundleFacts(
@@ -203,6 +208,51 @@ def _pretraining_ranges(metadata: Mapping[str, Any], where: Path) -> dict[str, D
                 out[f"pretrain_{part}"] = _range(
                     dates[part], f"{where}: pretrained_encoder.dates.{part}"
                 )
+    return out
+
+
+def _trunk_folder(recorded: str, bundle: Path) -> Path | None:
+    """The trunk folder a bundle's ``training.pretrained.bundle`` names, if it exists.
+
+    Absolute, or relative to the working directory of the run that wrote it: tried as
+    given, then against each folder above the bundle (the run's output lies there).
+    """
+    path = Path(recorded)
+    candidates = [path] if path.is_absolute() else [path, *(p / path for p in bundle.parents)]
+    return next((c for c in candidates if (c / "metadata.json").is_file()), None)
+
+
+def _pretrained_trunk(config: Mapping[str, Any], root: Path) -> dict[str, Any] | None:
+    """The pretrained trunk an RL bundle was warm-started from, with the sessions it saw.
+
+    ``training.pretrained.bundle`` of the bundle's ``config.yaml`` names the trunk's folder;
+    its ``metadata.json`` ``dates`` (``fit``, ``val``: what trained and early-stopped it)
+    are bars the policy's encoder learned from, so the overlap gate counts them. A trunk
+    that cannot be read is recorded with the reason (``error``): the gate then fails,
+    since the bars it saw cannot be shown to lie outside the test.
+    """
+    pretrained = (config.get("training") or {}).get("pretrained") or {}
+    recorded = pretrained.get("bundle") if isinstance(pretrained, Mapping) else None
+    if not recorded:
+        return None
+    out: dict[str, Any] = {"bundle": str(recorded), "use": pretrained.get("use")}
+    folder = _trunk_folder(str(recorded), root)
+    if folder is None:
+        out["error"] = f"training.pretrained.bundle {recorded}: no trunk bundle found there"
+        return out
+    where = folder / "metadata.json"
+    try:
+        dates = _read_json(where).get("dates") or {}
+        out["dates"] = {
+            part: list(_range(dates[part], f"{where}: dates.{part}"))
+            for part in ("fit", "val")
+            if part in dates
+        }
+    except EvidenceError as exc:
+        out["error"] = str(exc)
+        return out
+    if not out["dates"]:
+        out["error"] = f"{where}: records no fit or validation dates"
     return out
 
 

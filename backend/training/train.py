@@ -250,7 +250,10 @@ def train_on_range(
         config = config.model_copy(update={"encoder": trunk.encoder_config(dataset.symbol)})
         if settings.pretrained.use == "frozen":
             started = time.perf_counter()
-            train_arrays, extractor = frozen_fast_path(trunk, arrays, cfg, dataset.symbol, settings)
+            span = (max(fit_range[0] - 1, 0), val_range[1])  # every bar the two envs observe
+            train_arrays, extractor = frozen_fast_path(
+                trunk, arrays, cfg, dataset.symbol, settings, rows=span
+            )
             embed_seconds = time.perf_counter() - started
             cfg = cfg.model_copy(update={"use_sequence_encoder": False})
     train_env: gym.Env[Any, Any] = IntradayTradingEnv(train_arrays, cfg, fit_range, reward=reward)
@@ -378,11 +381,15 @@ def frozen_fast_path(
     env_config: EnvConfig,
     symbol: str,
     settings: TrainingSettings,
+    rows: tuple[int, int] | None = None,
 ) -> tuple[MarketArrays, dict[str, Any]]:
     """Arrays whose features are the frozen trunk's embeddings, and the SAC extractor.
 
     The embedding of bar ``t`` is the trunk's ``head(body(window_t))`` on exactly the
     window the env would emit at ``t`` (computed once, batched, on the training device).
+    SAC's networks are then MLPs on the embedding: no trunk forward per env step or per
+    update. ``rows`` limits the pass to the bars the training envs observe (the rows
+    outside are zero; an env on them would see no market).
     """
     probe = IntradayTradingEnv(arrays, env_config, (0, arrays.n_bars))
     space = probe.observation_space
@@ -395,6 +402,7 @@ def frozen_fast_path(
         sequence_length=env_config.sequence_length,
         feature_clip=env_config.feature_clip,
         device=device,
+        rows=rows,
     )
     names = tuple(f"trunk_{i:03d}" for i in range(embeddings.shape[1]))
     fast = dataclasses.replace(arrays, features=embeddings, feature_names=names)
