@@ -445,9 +445,9 @@ def test_the_ground_truth_job_runs_every_market_and_writes_the_table(
     workspace, tmp_path, monkeypatch
 ):
     """The default job's path end to end at a tiny budget: three sub-runs, one table."""
-    from backend.training import train
+    from backend.environments import factory
 
-    monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
+    monkeypatch.setattr(factory, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
     out = tmp_path / "gt"
     argv = ["--config", str(workspace / "tiny.yaml"), "--sequence-encoder", "manual"]
     assert cli.main([*argv, "--output", str(out)]) == 0
