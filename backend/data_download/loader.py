@@ -696,6 +696,20 @@ def check_symbol(
 # --------------------------------------------------------------------------- market
 
 
+def vix_read_start(
+    start: TimeLike | None, interval: str, vix_tolerance: pd.Timedelta | str | None
+) -> TimeLike | None:
+    """Where to start reading VIX for bars from ``start``: early enough for the as-of join.
+
+    With a staleness limit, a bar at ``start`` may take a VIX close up to ``vix_tolerance``
+    before its own close, so reading starts that far (and one bar) earlier. Without a limit
+    any earlier close may be the one joined, so VIX is read from its first bar (``None``).
+    """
+    if start is None or vix_tolerance is None:
+        return None
+    return to_ny(start) - pd.Timedelta(vix_tolerance) - interval_to_timedelta(interval)
+
+
 def join_vix_asof(
     bars: pd.DataFrame,
     vix_bars: pd.DataFrame,
@@ -807,14 +821,11 @@ def load_market(
             "without VIX features: --no-vix on the main job (python -m "
             "backend.scripts.run_walk_forward), use_vix: false in the features config"
         )
-    vix_start: TimeLike | None = None
-    if start is not None and vix_tolerance is not None:
-        vix_start = to_ny(start) - pd.Timedelta(vix_tolerance) - interval_to_timedelta(interval)
     session = load_kwargs.get("session", "regular")
     vix, issues = _load(
         vix_symbol,
         interval,
-        vix_start,
+        vix_read_start(start, interval, vix_tolerance),
         end,
         data_dir,
         session=session,
@@ -840,4 +851,5 @@ __all__ = [
     "read_raw_csv",
     "read_raw_csvs",
     "select_window",
+    "vix_read_start",
 ]

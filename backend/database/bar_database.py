@@ -41,7 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from backend.data_download.loader import TimeLike, join_vix_asof, select_window
+from backend.data_download.loader import TimeLike, join_vix_asof, select_window, vix_read_start
 from backend.data_download.row_checks import DUPLICATE_RTOL
 from backend.data_download.schema import (
     INDEX_NAME,
@@ -50,7 +50,6 @@ from backend.data_download.schema import (
     OHLCV_COLUMNS,
     VIX_SYMBOL,
     bar_index,
-    interval_to_timedelta,
     to_ny,
 )
 
@@ -342,10 +341,9 @@ class BarDatabase:
                 "run without VIX features (use_vix: false in the features config, --no-vix "
                 "on the main job)"
             )
-        vix_start: TimeLike | None = None
-        if start is not None and vix_tolerance is not None:
-            vix_start = to_ny(start) - pd.Timedelta(vix_tolerance) - interval_to_timedelta(interval)
-        vix = self.load_bars(vix_name, interval, vix_start, end)
+        vix = self.load_bars(
+            vix_name, interval, vix_read_start(start, interval, vix_tolerance), end
+        )
         return join_vix_asof(bars, vix, interval, vix_tolerance)
 
     def sql(self, query: str) -> pd.DataFrame:
