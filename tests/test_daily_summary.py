@@ -370,3 +370,35 @@ def test_narrative_deadline_holds_against_a_slow_server(narrator) -> None:
     elapsed = time.monotonic() - started
     assert result.text is None and result.error == "deadline of 0.50 s exceeded"
     assert elapsed < 1.5
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "why", "attempts"),
+    [
+        (b"x" * 2048, 200, "answer larger than max_response_bytes", 1),
+        (b'{"choices": []}', 200, "malformed chat-completions envelope: IndexError", 1),
+        (b'{"choices": [{"message": {"content": " "}}]}', 200, "empty or non-text answer", 1),
+        (b"{}", 404, "HTTP 404", 1),
+        (b"{}", 429, "HTTP 429", 2),
+    ],
+)
+def test_narrative_names_why_an_answer_was_refused(
+    body: bytes, status: int, why: str, attempts: int
+) -> None:
+    import httpx
+
+    from backend.config.supervisor_config import LLMConfig
+    from backend.monitoring.narrative import llm_narrative
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body))
+    config = LLMConfig(
+        enabled=True,
+        base_url="http://narrator.invalid/v1",
+        max_response_bytes=1024,
+        max_attempts=2,
+        backoff_base_s=0.01,
+        backoff_max_s=0.01,
+    )
+    result = llm_narrative({"date": "2024-10-04"}, config, transport=transport)
+    assert result.text is None and result.error == why
+    assert result.attempts == attempts  # only 429 and 5xx are tried again

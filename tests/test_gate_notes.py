@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from walk_forward_support import main_job_argv
 
 
 @pytest.fixture(scope="module")
@@ -15,11 +16,8 @@ def two_mode_run(walk_forward_workspace: Path) -> Path:
     from backend.scripts import run_walk_forward as cli
 
     out = walk_forward_workspace / "gate_run"
-    code = cli.main(
-        ["--data-dir", str(walk_forward_workspace / "store"), "--config",
-         str(walk_forward_workspace / "tiny.yaml"), "--sequence-encoder", "manual,transformer",
-         "--output", str(out), "--output-root", str(walk_forward_workspace)]
-    )  # fmt: skip
+    extra = ("--output-root", str(walk_forward_workspace))
+    code = cli.main(main_job_argv(walk_forward_workspace, out, *extra, modes="manual,transformer"))
     assert code == 0
     return out
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from walk_forward_support import main_job_argv
 
 from backend.config.experiment import resolve_experiment
 from backend.models import registry as registry_cli
@@ -41,20 +42,10 @@ def wf_run(walk_forward_workspace: Path) -> Path:
     from backend.scripts import run_walk_forward as cli
 
     out = walk_forward_workspace / "registry_run"
-    code = cli.main(
-        [
-            "--data-dir",
-            str(walk_forward_workspace / "store"),
-            "--config",
-            str(walk_forward_workspace / "tiny.yaml"),
-            "--sequence-encoder",
-            "manual",
-            "--output",
-            str(out),
-            "--output-root",
-            str(walk_forward_workspace),
-        ]
+    argv = main_job_argv(
+        walk_forward_workspace, out, "--output-root", str(walk_forward_workspace), modes="manual"
     )
+    code = cli.main(argv)
     assert code == 0
     return out
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch as th
 import yaml
+from walk_forward_support import main_job_argv, run_job
 
 from backend.config.experiment import ExperimentConfig, resolve_experiment
 from backend.data_download.dataset import SymbolDataset, bar_range
@@ -42,17 +43,7 @@ def workspace(walk_forward_workspace):
 
 
 def _argv(ws: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--data-dir",
-        str(ws / "store"),
-        "--config",
-        str(ws / "pretrain.yaml"),
-        "--sequence-encoder",
-        "manual,transformer",
-        "--output",
-        str(out),
-        *extra,
-    ]
+    return main_job_argv(ws, out, *extra, config="pretrain.yaml", modes="manual,transformer")
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +51,6 @@ def pretrain_run(workspace) -> Path:
     out = workspace / "pretrain_run"
     assert cli.main(_argv(workspace, out, "--pretrain")) == 0
     return out
-
-
-def _job(run_dir: Path, window: int, mode: str) -> runner.Job:
-    w = json.loads((run_dir / "run.json").read_text())["windows"][window]
-    return runner.Job(w["index"], mode, tuple(w["fit"]), tuple(w["val"]), tuple(w["test"]))
 
 
 def _experiment(ws: Path, **training) -> ExperimentConfig:
@@ -84,7 +70,7 @@ def _sessions(job: runner.Job) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
 
 def test_pretrain_reads_only_each_windows_fit_range(pretrain_run) -> None:
     for window in (0, 1):
-        job = _job(pretrain_run, window, "transformer")
+        job = run_job(pretrain_run, window, "transformer")
         trunk = load_trunk_bundle(runner.pretrained_dir(pretrain_run, window, "transformer"))
         first, last = trunk.trained_span()
         assert pd.Timestamp(job.fit[0]) <= first <= last <= pd.Timestamp(job.fit[1])
@@ -104,7 +90,7 @@ def test_pretrain_reads_only_each_windows_fit_range(pretrain_run) -> None:
                 assert th.equal(state[key], value), key
         manual = json.loads(
             (
-                runner.job_dir(pretrain_run, _job(pretrain_run, window, "manual"))
+                runner.job_dir(pretrain_run, run_job(pretrain_run, window, "manual"))
                 / runner.RESULT_FILE
             ).read_text()
         )
@@ -113,7 +99,7 @@ def test_pretrain_reads_only_each_windows_fit_range(pretrain_run) -> None:
 
 
 def test_frozen_fast_path_equals_the_trunk_inside_the_policy(workspace, pretrain_run) -> None:
-    job = _job(pretrain_run, 0, "transformer")
+    job = run_job(pretrain_run, 0, "transformer")
     trunk = load_trunk_bundle(runner.pretrained_dir(pretrain_run, 0, "transformer"))
     config = _experiment(workspace).model_copy(update={"encoder": trunk.encoder_config("SPY")})
     ds = SymbolDataset.load("SPY", workspace / "store", config.features)
@@ -172,7 +158,7 @@ def test_frozen_fast_path_equals_the_trunk_inside_the_policy(workspace, pretrain
 def test_finetune_trains_the_trunk_with_its_own_learning_rate_and_decay(
     workspace, pretrain_run
 ) -> None:
-    job = _job(pretrain_run, 0, "transformer")
+    job = run_job(pretrain_run, 0, "transformer")
     bundle = runner.pretrained_dir(pretrain_run, 0, "transformer")
     config = _experiment(
         workspace,
@@ -205,7 +191,7 @@ def test_finetune_trains_the_trunk_with_its_own_learning_rate_and_decay(
 
 
 def test_a_mismatched_bundle_is_refused_with_every_difference(workspace, pretrain_run) -> None:
-    job = _job(pretrain_run, 0, "transformer")
+    job = run_job(pretrain_run, 0, "transformer")
     spans = _sessions(job)
     bundle = str(runner.pretrained_dir(pretrain_run, 1, "transformer"))  # window 1's trunk
     config = _experiment(workspace, pretrained={"bundle": bundle})

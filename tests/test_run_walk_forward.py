@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from backend.data_download.synthetic_market import SyntheticMarketConfig, write_synthetic_market
+from backend.environments import factory
 from backend.scripts import run_walk_forward as cli
 
 SMALL_CONFIG = """
@@ -60,7 +61,7 @@ def test_default_run_is_the_ground_truth_comparison(tmp_path, monkeypatch, capsy
     from backend.training import train
 
     monkeypatch.setattr(train, "DEFAULT_DATA_DIR", tmp_path / "data")
-    monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
+    monkeypatch.setattr(factory, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
     assert cli.main(["--dry-run"]) == 0
     out = capsys.readouterr().out
     folders = {"null": "synthetic", "momentum": "synthetic_momentum"}
@@ -79,7 +80,7 @@ def test_real_bars_in_data_do_not_replace_the_default_ground_truth_run(
     from backend.training import train
 
     monkeypatch.setattr(train, "DEFAULT_DATA_DIR", small_store)  # ./data holds real SPY
-    monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "synthetic")
+    monkeypatch.setattr(factory, "SYNTHETIC_DIR", tmp_path / "synthetic")
     assert cli.main(["--print-config"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# ground-truth comparison: this experiment runs once per data.market")
@@ -96,9 +97,7 @@ def test_real_bars_in_data_do_not_replace_the_default_ground_truth_run(
 def test_market_picks_one_scenario_and_real_data_never_mention_one(
     tmp_path, monkeypatch, small_store, small_config, capsys
 ):
-    from backend.training import train
-
-    monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "synthetic")
+    monkeypatch.setattr(factory, "SYNTHETIC_DIR", tmp_path / "synthetic")
     assert cli.main(["--dry-run", "--market", "sequence"]) == 0
     out = capsys.readouterr().out
     assert "scenario sequence" in out and "ground-truth market" not in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from walk_forward_support import main_job_argv
 
 from backend.config.experiment import resolve_experiment
 from backend.config.presets import preset_names
@@ -45,18 +46,7 @@ def test_run_leaves_event_files_with_losses_dsr_sharpe_grad_norms_attention(
 ):
     root = walk_forward_workspace
     out = root / "tb_run"
-    code = cli.main(
-        [
-            "--data-dir",
-            str(root / "store"),
-            "--config",
-            str(root / "tiny.yaml"),
-            "--sequence-encoder",
-            "manual,transformer",
-            "--output",
-            str(out),
-        ]
-    )
+    code = cli.main(main_job_argv(root, out, modes="manual,transformer"))
     printed = capsys.readouterr().out
     assert code == 0
     assert f"tensorboard: tensorboard --logdir {out / 'tensorboard'}" in printed

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from walk_forward_support import main_job_argv, window_job
 
 from backend.evaluation import report as reports
 from backend.scripts import run_walk_forward as cli
@@ -30,19 +31,7 @@ def workspace(walk_forward_workspace):
 
 
 def _argv(ws: Path, out: Path, *extra: str, modes: str = "manual,cnn") -> list[str]:
-    return [
-        "--data-dir",
-        str(ws / "store"),
-        "--config",
-        str(ws / "tiny.yaml"),
-        "--sequence-encoder",
-        modes,
-        "--seed",
-        "3",
-        "--output",
-        str(out),
-        *extra,
-    ]
+    return main_job_argv(ws, out, "--seed", "3", *extra, modes=modes)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +55,7 @@ def test_every_artifact_is_written(serial_run, workspace):
     spec = runner.RunSpec.from_dict(run["spec"])
     for w in run["windows"]:
         for mode in MODES:
-            job = runner.Job(w["index"], mode, tuple(w["fit"]), tuple(w["val"]), tuple(w["test"]))
+            job = window_job(w, mode)
             folder = runner.job_dir(serial_run, job)
             assert (folder / "model_SPY" / "model.zip").is_file()
             result = runner.load_complete_result(folder / runner.RESULT_FILE, job, spec)
@@ -445,9 +434,9 @@ def test_the_ground_truth_job_runs_every_market_and_writes_the_table(
     workspace, tmp_path, monkeypatch
 ):
     """The default job's path end to end at a tiny budget: three sub-runs, one table."""
-    from backend.training import train
+    from backend.environments import factory
 
-    monkeypatch.setattr(train, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
+    monkeypatch.setattr(factory, "SYNTHETIC_DIR", tmp_path / "data" / "synthetic")
     out = tmp_path / "gt"
     argv = ["--config", str(workspace / "tiny.yaml"), "--sequence-encoder", "manual"]
     assert cli.main([*argv, "--output", str(out)]) == 0

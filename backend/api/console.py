@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import json
 import os
 import sys
 import urllib.parse
@@ -48,7 +47,14 @@ from markdown_it import MarkdownIt
 from pydantic import BaseModel, ValidationError
 
 from backend.api.console_forms import Group, build_form, error_paths, form_to_data
-from backend.api.console_runs import RUN_KINDS, RunError, RunManager, RunRequest, check_name
+from backend.api.console_runs import (
+    RUN_KINDS,
+    RunError,
+    RunManager,
+    RunRequest,
+    check_name,
+    read_json_object,
+)
 from backend.utils.atomic_io import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
@@ -243,14 +249,6 @@ def _templates() -> Environment:
     env.filters["fmt"] = _fmt
     env.filters["urlpart"] = lambda s: urllib.parse.quote(str(s), safe="")
     return env
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def metrics_tests(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -495,7 +493,7 @@ def create_app(
     def result(name: str) -> HTMLResponse:
         run_dir = _existing_run(name)
         report = run_dir / "report.md"
-        metrics = _read_json(run_dir / "metrics.json") or {}
+        metrics = read_json_object(run_dir / "metrics.json") or {}
         html = render_report(report.read_text(encoding="utf-8"), name) if report.is_file() else ""
         return page(
             "result.html",
@@ -525,7 +523,7 @@ def create_app(
         for name in (a, b):
             if not name:
                 continue
-            metrics = _read_json(_existing_run(name) / "metrics.json") or {}
+            metrics = read_json_object(_existing_run(name) / "metrics.json") or {}
             sides.append(
                 {"name": name, "tests": metrics_tests(metrics), "modes": metrics.get("modes", [])}
             )

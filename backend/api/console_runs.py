@@ -123,7 +123,12 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; ``None`` when it is missing, unreadable or not an object.
+
+    Run folders are written by other processes and may be mid-write or hand-edited: the
+    console shows what it can instead of failing.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -216,7 +221,7 @@ class RunManager:
     def resume(self, name: str) -> str:
         """Continue run ``name`` with ``--resume`` (finished jobs are kept)."""
         run_dir = self.run_dir(name)
-        record = _read_json(run_dir / CONSOLE_RUN_FILE) or {}
+        record = read_json_object(run_dir / CONSOLE_RUN_FILE) or {}
         kind = RUN_KINDS.get(str(record.get("kind", "walk_forward")), RUN_KINDS["walk_forward"])
         if not kind.resumable:
             raise RunError(f"run {name!r}: {kind.module} has no --resume; start a new run")
@@ -267,7 +272,7 @@ class RunManager:
     def _watch(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
         path = self.run_dir(name) / CONSOLE_RUN_FILE
-        record = _read_json(path) or {}
+        record = read_json_object(path) or {}
         if record.get("pid") == proc.pid:
             cancelled = record.get("status") == "cancelling"
             record["status"] = "cancelled" if cancelled else ("finished" if code == 0 else "failed")
@@ -288,7 +293,7 @@ class RunManager:
         if proc is None or proc.poll() is not None:
             return False
         path = self.run_dir(name) / CONSOLE_RUN_FILE
-        record = _read_json(path) or {}
+        record = read_json_object(path) or {}
         record["status"] = "cancelling"
         write_text_atomic(path, json.dumps(record, indent=1) + "\n")
         try:
@@ -309,8 +314,8 @@ class RunManager:
     def progress(self, name: str) -> dict[str, Any]:
         """Jobs done / total, current job, elapsed seconds and status of run ``name``."""
         run_dir = self.run_dir(name)
-        record = _read_json(run_dir / CONSOLE_RUN_FILE) or {}
-        run = _read_json(run_dir / "run.json")
+        record = read_json_object(run_dir / CONSOLE_RUN_FILE) or {}
+        run = read_json_object(run_dir / "run.json")
         jobs: list[str] = []
         modes: list[str] = []
         if run is not None:
@@ -352,7 +357,7 @@ class RunManager:
 
     @staticmethod
     def _job_done(run_dir: Path, job: str) -> bool:
-        data = _read_json(run_dir / "windows" / job / "result.json")
+        data = read_json_object(run_dir / "windows" / job / "result.json")
         return bool(data and data.get("complete") is True)
 
     def log_tail(self, name: str, lines: int = 15) -> str:
@@ -381,7 +386,7 @@ class RunManager:
             if not ((path / "run.json").is_file() or (path / CONSOLE_RUN_FILE).is_file()):
                 continue
             info = self.progress(path.name)
-            run = _read_json(path / "run.json") or {}
+            run = read_json_object(path / "run.json") or {}
             spec = run.get("spec", {})
             info["symbols"] = list(spec.get("symbols", []))
             info["preset"] = spec.get("preset")
@@ -398,4 +403,5 @@ __all__ = [
     "RunManager",
     "RunRequest",
     "check_name",
+    "read_json_object",
 ]

@@ -52,6 +52,7 @@ from backend.data_download.schema import (
     bar_index,
     empty_bar_frame,
     interval_to_timedelta,
+    to_ny,
 )
 from backend.data_download.validation import VALIDATION_VERSION, ValidationResult, validate_bars
 
@@ -457,13 +458,6 @@ def _load_store(
     return _Store(files, result)
 
 
-def _to_ny(value: TimeLike) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        return ts.tz_localize(NY_TZ, ambiguous="raise", nonexistent="raise")
-    return ts.tz_convert(NY_TZ)
-
-
 def select_window(
     bars: pd.DataFrame, start: TimeLike | None = None, end: TimeLike | None = None
 ) -> pd.DataFrame:
@@ -476,23 +470,19 @@ def select_window(
     """
     keep = np.ones(len(bars), dtype=bool)
     if start is not None:
-        keep &= np.asarray(bars.index >= _to_ny(start))
+        keep &= np.asarray(bars.index >= to_ny(start))
     if end is not None:
-        hi = _to_ny(end)
+        hi = to_ny(end)
         if hi == hi.normalize():
             next_day = (hi.tz_localize(None) + pd.Timedelta(days=1)).tz_localize(NY_TZ)
             keep &= np.asarray(bars.index < next_day)
         else:
             keep &= np.asarray(bars.index <= hi)
-    return bars.loc[keep]
-
-
-def _finish(bars: pd.DataFrame) -> pd.DataFrame:
-    if len(bars) == 0:
+    if not keep.any():
         empty = empty_bar_frame()
         empty.index = bar_index(empty).as_unit("ns")
         return empty
-    return bars
+    return bars.loc[keep]
 
 
 def _load(
@@ -519,7 +509,7 @@ def _load(
     issues = store.result.issues
     if on_error == "raise" and store.result.errors:
         raise DataValidationError(issues)
-    return _finish(select_window(store.result.bars, start, end)), issues
+    return select_window(store.result.bars, start, end), issues
 
 
 def _warn(symbol: str, interval: str, issues: Sequence[DataIssue]) -> None:
@@ -706,6 +696,20 @@ def check_symbol(
 # --------------------------------------------------------------------------- market
 
 
+def vix_read_start(
+    start: TimeLike | None, interval: str, vix_tolerance: pd.Timedelta | str | None
+) -> TimeLike | None:
+    """Where to start reading VIX for bars from ``start``: early enough for the as-of join.
+
+    With a staleness limit, a bar at ``start`` may take a VIX close up to ``vix_tolerance``
+    before its own close, so reading starts that far (and one bar) earlier. Without a limit
+    any earlier close may be the one joined, so VIX is read from its first bar (``None``).
+    """
+    if start is None or vix_tolerance is None:
+        return None
+    return to_ny(start) - pd.Timedelta(vix_tolerance) - interval_to_timedelta(interval)
+
+
 def join_vix_asof(
     bars: pd.DataFrame,
     vix_bars: pd.DataFrame,
@@ -817,14 +821,11 @@ def load_market(
             "without VIX features: --no-vix on the main job (python -m "
             "backend.scripts.run_walk_forward), use_vix: false in the features config"
         )
-    vix_start: TimeLike | None = None
-    if start is not None and vix_tolerance is not None:
-        vix_start = _to_ny(start) - pd.Timedelta(vix_tolerance) - interval_to_timedelta(interval)
     session = load_kwargs.get("session", "regular")
     vix, issues = _load(
         vix_symbol,
         interval,
-        vix_start,
+        vix_read_start(start, interval, vix_tolerance),
         end,
         data_dir,
         session=session,
@@ -850,4 +851,5 @@ __all__ = [
     "read_raw_csv",
     "read_raw_csvs",
     "select_window",
+    "vix_read_start",
 ]

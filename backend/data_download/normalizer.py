@@ -29,7 +29,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import pandas as pd
 
-from backend.data_download.schema import NY_TZ
+from backend.data_download.schema import to_ny
 from backend.utils.atomic_io import write_text_atomic
 
 NormalizerMethod = Literal["zscore", "robust"]
@@ -65,8 +65,7 @@ class FeatureStats:
 def _to_timestamp(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
     if value is None:
         return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize(NY_TZ) if ts.tzinfo is None else ts.tz_convert(NY_TZ)
+    return to_ny(value)
 
 
 class FeatureNormalizer:

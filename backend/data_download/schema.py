@@ -12,9 +12,14 @@ A bar labelled ``t`` closes at ``t + interval``; nothing about it is known befor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NY_TZ = "America/New_York"
 """Every timestamp inside the project is converted to this zone."""
@@ -34,6 +39,18 @@ DEFAULT_INTERVAL = "15m"
 
 DEFAULT_SYMBOLS: tuple[str, ...] = ("SPY", "QQQ", "IWM", "TNA", "UPRO", "TQQQ")
 VIX_SYMBOL = "VIX"
+
+
+def to_ny(value: str | date | pd.Timestamp | np.datetime64) -> pd.Timestamp:
+    """``value`` in New York time: a naive value is read as New York time, an aware one converted.
+
+    Raises:
+        ValueError: a naive time that does not exist or is ambiguous on a DST change.
+    """
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        return ts.tz_localize(NY_TZ, ambiguous="raise", nonexistent="raise")
+    return ts.tz_convert(NY_TZ)
 
 
 def interval_to_timedelta(interval: str) -> pd.Timedelta:

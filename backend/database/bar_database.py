@@ -41,7 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from backend.data_download.loader import TimeLike, join_vix_asof, select_window
+from backend.data_download.loader import TimeLike, join_vix_asof, select_window, vix_read_start
 from backend.data_download.row_checks import DUPLICATE_RTOL
 from backend.data_download.schema import (
     INDEX_NAME,
@@ -50,8 +50,7 @@ from backend.data_download.schema import (
     OHLCV_COLUMNS,
     VIX_SYMBOL,
     bar_index,
-    empty_bar_frame,
-    interval_to_timedelta,
+    to_ny,
 )
 
 DEFAULT_DATABASE_DIR = Path("data") / "database"
@@ -295,15 +294,10 @@ class BarDatabase:
         if not self.years(symbol, interval):
             held = ", ".join(f"{s} {i}" for s, i in self.holdings()) or "nothing"
             raise DatabaseError(f"{self.root}: no {symbol} {interval} bars; it holds {held}")
-        lo = pd.Timestamp(start) if start is not None else None
-        hi = pd.Timestamp(end) if end is not None else None
-        lo = lo.tz_localize(NY_TZ) if lo is not None and lo.tzinfo is None else lo
-        hi = hi.tz_localize(NY_TZ) if hi is not None and hi.tzinfo is None else hi
+        lo = to_ny(start) if start is not None else None
+        hi = to_ny(end) if end is not None else None
         files = self.files(
-            symbol,
-            interval,
-            None if lo is None else int(lo.tz_convert(NY_TZ).year),
-            None if hi is None else int(hi.tz_convert(NY_TZ).year),
+            symbol, interval, None if lo is None else lo.year, None if hi is None else hi.year
         )
         clauses, params = [], []
         if lo is not None:
@@ -313,12 +307,7 @@ class BarDatabase:
             clauses.append(f"{INDEX_NAME} < ?")
             params.append((hi + pd.Timedelta(days=1)).to_pydatetime())
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        bars = select_window(self._read_files(files, where, params), start, end)
-        if len(bars) == 0:
-            empty = empty_bar_frame()
-            empty.index = bar_index(empty).as_unit("ns")
-            return empty
-        return bars
+        return select_window(self._read_files(files, where, params), start, end)
 
     def load_market(
         self,
@@ -352,12 +341,9 @@ class BarDatabase:
                 "run without VIX features (use_vix: false in the features config, --no-vix "
                 "on the main job)"
             )
-        vix_start: TimeLike | None = None
-        if start is not None and vix_tolerance is not None:
-            first = pd.Timestamp(start)
-            first = first.tz_localize(NY_TZ) if first.tzinfo is None else first
-            vix_start = first - pd.Timedelta(vix_tolerance) - interval_to_timedelta(interval)
-        vix = self.load_bars(vix_name, interval, vix_start, end)
+        vix = self.load_bars(
+            vix_name, interval, vix_read_start(start, interval, vix_tolerance), end
+        )
         return join_vix_asof(bars, vix, interval, vix_tolerance)
 
     def sql(self, query: str) -> pd.DataFrame:

@@ -65,7 +65,8 @@ from backend.utils.config_model import (
 )
 
 SYNTHETIC_DIR = Path("data") / "synthetic"
-"""Where the embedded synthetic market is generated when no ``data_dir`` is given."""
+"""Where the embedded synthetic market (scenario ``null``) is generated when no store is
+given; other scenarios go beside it (:func:`synthetic_market_dir`, also the trainer's rule)."""
 
 DEFAULT_AGENT = "SAC_INTRADAY_DSR"
 """The feature preset used when ``features`` is not given (the trainer's default)."""

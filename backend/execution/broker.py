@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, TypeVar
@@ -385,16 +386,7 @@ class PaperBroker:
         cost = self.cost_rate * abs(order.qty * price)
         fill = Fill(order.client_order_id, order.symbol, bar_ts, order.qty, float(price), cost)
         with self.store.transaction() as conn:
-            # The fills PK makes a second booking of the same order impossible.
-            conn.execute(
-                "INSERT INTO fills(client_order_id, symbol, bar_ts, qty, price, cost)"
-                " VALUES(?, ?, ?, ?, ?, ?)",
-                (fill.client_order_id, fill.symbol, fill.bar_ts, fill.qty, fill.price, fill.cost),
-            )
-            conn.execute(
-                "UPDATE orders SET status = 'filled' WHERE client_order_id = ?",
-                (order.client_order_id,),
-            )
+            _record_fill(conn, fill)
             conn.execute(
                 "INSERT INTO account(symbol, qty) VALUES(?, ?) "
                 "ON CONFLICT(symbol) DO UPDATE SET qty = qty + excluded.qty",
@@ -427,17 +419,24 @@ class PaperBroker:
                 float(price),
                 cost,
             )
-            conn.execute(
-                "INSERT INTO fills(client_order_id, symbol, bar_ts, qty, price, cost)"
-                " VALUES(?, ?, ?, ?, ?, ?)",
-                (fill.client_order_id, fill.symbol, fill.bar_ts, fill.qty, fill.price, fill.cost),
-            )
-            conn.execute(
-                "UPDATE orders SET status = 'filled' WHERE client_order_id = ?",
-                (order.client_order_id,),
-            )
+            _record_fill(conn, fill)
             self._set_book(conn, order.symbol, equity, target, float(price))
         return fill
+
+
+def _record_fill(conn: sqlite3.Connection, fill: Fill) -> None:
+    """Book the fill row and mark its order filled (inside the caller's transaction).
+
+    The fills primary key makes a second booking of the same order impossible.
+    """
+    conn.execute(
+        "INSERT INTO fills(client_order_id, symbol, bar_ts, qty, price, cost)"
+        " VALUES(?, ?, ?, ?, ?, ?)",
+        (fill.client_order_id, fill.symbol, fill.bar_ts, fill.qty, fill.price, fill.cost),
+    )
+    conn.execute(
+        "UPDATE orders SET status = 'filled' WHERE client_order_id = ?", (fill.client_order_id,)
+    )
 
 
 def _order(row: object) -> Order:

@@ -33,7 +33,6 @@ instead of a shape error deep in torch (or, worse, silently permuted features).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -63,7 +62,7 @@ from backend.models.feature_extractors import (
 )
 from backend.models.sac import YoopSAC
 from backend.utils.config_model import ConfigModel, format_validation_error
-from backend.utils.provenance import collect_provenance
+from backend.utils.provenance import collect_provenance, sha256_file
 
 __all__ = [
     "ACCOUNT_DIM",
@@ -390,14 +389,6 @@ class ModelBundle:
 # ---------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync_file(path: Path) -> None:
     with path.open("rb") as handle:
         os.fsync(handle.fileno())
@@ -615,7 +606,7 @@ def save_bundle(
             "normalizer_file": norm_file,
             **{k: v for k, v in metadata.items() if k not in ("agent", "symbols", "symbol")},
             "provenance": metadata.get("provenance") or collect_provenance(),
-            "files": {name: _sha256(tmp / name) for name in written},
+            "files": {name: sha256_file(tmp / name) for name in written},
         }
         text = json.dumps(_finite(document), indent=2, allow_nan=False, default=_json_default)
         text += "\n"
@@ -714,7 +705,7 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
     if missing:
         raise FileNotFoundError(f"bundle {root} is missing file(s) {missing}")
     for name, digest in metadata["files"].items():
-        actual = _sha256(root / name)
+        actual = sha256_file(root / name)
         if actual != digest:
             raise ValueError(
                 f"bundle {root}: {name} changed after saving: sha256 expected {digest}, "

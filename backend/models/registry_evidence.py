@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from backend.utils.provenance import sha256_file
+
 __all__ = [
     "BundleFacts",
     "EvidenceError",
@@ -79,15 +81,6 @@ class BundleFacts:
     def contract_sha256(self) -> str:
         """Hash of :attr:`contract` (canonical JSON)."""
         return _digest(json.dumps(self.contract, sort_keys=True).encode())
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _digest(data: bytes) -> str:

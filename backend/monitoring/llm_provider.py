@@ -169,19 +169,76 @@ def build_messages(items: Sequence[ScoredItem]) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
+def chat_completions_target(config: LLMConfig, api_key: str | None) -> tuple[str, dict[str, str]]:
+    """URL and headers of a call to the OpenAI-compatible endpoint of ``config``."""
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return config.base_url.rstrip("/") + "/chat/completions", headers
+
+
+async def post_chat_completions(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+    remaining: float,
+    max_response_bytes: int,
+) -> tuple[int, bytes]:
+    """POST ``payload`` and read the answer, never more than ``max_response_bytes`` of it.
+
+    Returns:
+        The HTTP status and the body (check the status with :func:`check_http_status`).
+
+    Raises:
+        ProviderError: a transport error (retryable) or a larger answer (not retryable).
+    """
+    try:
+        async with client.stream(
+            "POST", url, json=payload, headers=headers, timeout=httpx.Timeout(remaining)
+        ) as resp:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.aiter_bytes():
+                size += len(chunk)
+                if size > max_response_bytes:
+                    raise ProviderError("answer larger than max_response_bytes", retryable=False)
+                chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        # The type name only: httpx messages can echo URLs; headers never appear.
+        raise ProviderError(f"transport error: {type(exc).__name__}", retryable=True) from exc
+    return resp.status_code, b"".join(chunks)
+
+
+def check_http_status(status: int) -> None:
+    """Raise :class:`ProviderError` for a non-200 status: retryable for 429 and 5xx."""
+    if status == 429 or status >= 500:
+        raise ProviderError(f"HTTP {status}", retryable=True)
+    if status != 200:
+        raise ProviderError(f"HTTP {status}", retryable=False)
+
+
+def envelope_content(body: bytes) -> Any:
+    """The first choice's ``message.content`` of a chat-completions response, unchecked.
+
+    Raises:
+        ProviderError: (not retryable) if the envelope is malformed.
+    """
+    try:
+        return json.loads(body)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ProviderError(
+            f"malformed chat-completions envelope: {type(exc).__name__}", retryable=False
+        ) from exc
+
+
 def parse_answer(body: bytes) -> LLMAnswer:
     """Extract and validate the model's JSON answer from a chat-completions response.
 
     Raises:
         ProviderError: (not retryable) if the envelope or the answer is malformed.
     """
-    try:
-        envelope = json.loads(body)
-        content = envelope["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ProviderError(
-            f"malformed chat-completions envelope: {type(exc).__name__}", retryable=False
-        ) from exc
+    content = envelope_content(body)
     if not isinstance(content, str):
         raise ProviderError("answer content is not a string", retryable=False)
     text = content.strip()
@@ -323,30 +380,10 @@ class OpenAICompatibleProvider:
         remaining: float,
         state: dict[str, Any],
     ) -> LLMAnswer:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        url = self.config.base_url.rstrip("/") + "/chat/completions"
-        try:
-            async with client.stream(
-                "POST", url, json=payload, headers=headers, timeout=httpx.Timeout(remaining)
-            ) as resp:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.config.max_response_bytes:
-                        raise ProviderError(
-                            "answer larger than max_response_bytes", retryable=False
-                        )
-                    chunks.append(chunk)
-                body = b"".join(chunks)
-        except httpx.HTTPError as exc:
-            # The type name only: httpx messages can echo URLs; headers never appear.
-            raise ProviderError(f"transport error: {type(exc).__name__}", retryable=True) from exc
+        url, headers = chat_completions_target(self.config, self._api_key)
+        status, body = await post_chat_completions(
+            client, url, payload, headers, remaining, self.config.max_response_bytes
+        )
         state["raw"] = body.decode("utf-8", errors="replace")
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise ProviderError(f"HTTP {resp.status_code}", retryable=True)
-        if resp.status_code != 200:
-            raise ProviderError(f"HTTP {resp.status_code}", retryable=False)
+        check_http_status(status)
         return parse_answer(body)

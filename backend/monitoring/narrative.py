@@ -33,6 +33,13 @@ from typing import Any
 import httpx
 
 from backend.config.supervisor_config import LLMConfig
+from backend.monitoring.llm_provider import (
+    ProviderError,
+    chat_completions_target,
+    check_http_status,
+    envelope_content,
+    post_chat_completions,
+)
 
 NARRATIVE_LIMIT = 1500
 """Characters of narrative kept."""
@@ -82,12 +89,6 @@ def build_messages(facts: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-class _Failed(Exception):
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
 async def _call(
     config: LLMConfig,
     payload: dict[str, Any],
@@ -96,11 +97,8 @@ async def _call(
     deadline: float,
     state: dict[str, int],
 ) -> str:
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    url = config.base_url.rstrip("/") + "/chat/completions"
-    last: _Failed | None = None
+    url, headers = chat_completions_target(config, api_key)
+    last: ProviderError | None = None
     async with httpx.AsyncClient(transport=transport) as client:
         for attempt in range(config.max_attempts):
             remaining = deadline - time.monotonic()
@@ -109,7 +107,7 @@ async def _call(
             state["attempts"] = attempt + 1
             try:
                 return await _attempt(client, url, payload, headers, remaining, config)
-            except _Failed as exc:
+            except ProviderError as exc:
                 last = exc
                 if not exc.retryable:
                     break
@@ -117,7 +115,7 @@ async def _call(
             if time.monotonic() + delay >= deadline:
                 break
             await asyncio.sleep(delay)
-    raise last or _Failed("deadline left no time for an attempt", retryable=False)
+    raise last or ProviderError("deadline left no time for an attempt", retryable=False)
 
 
 async def _attempt(
@@ -128,31 +126,13 @@ async def _attempt(
     remaining: float,
     config: LLMConfig,
 ) -> str:
-    try:
-        async with client.stream(
-            "POST", url, json=payload, headers=headers, timeout=httpx.Timeout(remaining)
-        ) as resp:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in resp.aiter_bytes():
-                size += len(chunk)
-                if size > config.max_response_bytes:
-                    raise _Failed("answer larger than max_response_bytes", retryable=False)
-                chunks.append(chunk)
-    except httpx.HTTPError as exc:
-        raise _Failed(f"transport error: {type(exc).__name__}", retryable=True) from exc
-    if resp.status_code == 429 or resp.status_code >= 500:
-        raise _Failed(f"HTTP {resp.status_code}", retryable=True)
-    if resp.status_code != 200:
-        raise _Failed(f"HTTP {resp.status_code}", retryable=False)
-    try:
-        content = json.loads(b"".join(chunks))["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise _Failed(
-            f"malformed chat-completions envelope: {type(exc).__name__}", retryable=False
-        ) from exc
+    status, body = await post_chat_completions(
+        client, url, payload, headers, remaining, config.max_response_bytes
+    )
+    check_http_status(status)
+    content = envelope_content(body)
     if not isinstance(content, str) or not content.strip():
-        raise _Failed("empty or non-text answer", retryable=False)
+        raise ProviderError("empty or non-text answer", retryable=False)
     return content
 
 
@@ -185,7 +165,7 @@ async def llm_narrative_async(
             text, error = None, "answer empty after sanitizing"
     except asyncio.TimeoutError:
         error = f"deadline of {config.deadline_s:.2f} s exceeded"
-    except _Failed as exc:
+    except ProviderError as exc:
         error = str(exc)
     if error and key and len(key) >= 4:
         error = error.replace(key, "***")

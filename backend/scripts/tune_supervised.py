@@ -34,6 +34,7 @@ from backend.scripts.tune_study import (
     check_space,
     cut_before_first_test,
     make_study,
+    set_path,
     suggest,
     write_outputs,
 )
@@ -52,11 +53,7 @@ def apply_lab_params(config: SupervisedConfig, params: Mapping[str, Any]) -> Sup
     """
     data = config.model_dump(mode="json")
     for path, value in params.items():
-        node = data
-        parts = path.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        set_path(data, path, value)
     return SupervisedConfig.model_validate(data)
 
 

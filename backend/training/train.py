@@ -62,6 +62,7 @@ from backend.data_download.normalizer import FeatureNormalizer
 from backend.data_download.synthetic_market import ensure_synthetic_dataset, market_scenario
 from backend.database.datasets import load_symbol_dataset
 from backend.environments.env_config import EnvConfig
+from backend.environments.factory import synthetic_market_dir
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.environments.rewards import fit_reward_floor
 from backend.models.feature_extractors import encoder_policy_kwargs
@@ -85,7 +86,6 @@ from backend.utils.provenance import collect_provenance, data_range
 
 __all__ = [
     "AGENT",
-    "SYNTHETIC_DIR",
     "TRAINING_ENV_DEFAULTS",
     "TrainResult",
     "build_model",
@@ -98,10 +98,6 @@ __all__ = [
 
 DEFAULT_DATA_DIR = Path("data")
 """The store read when ``data.data_dir`` is null and it holds every symbol."""
-
-SYNTHETIC_DIR = DEFAULT_DATA_DIR / "synthetic"
-"""Where the embedded synthetic market (scenario ``null``) is generated; other scenarios go
-to ``data/synthetic_<scenario>``."""
 
 SessionSpan = tuple[pd.Timestamp, pd.Timestamp]
 """First and last session (naive dates, inclusive)."""
@@ -449,8 +445,9 @@ def resolve_data_dir(config: ExperimentConfig) -> tuple[Path, bool]:
 
     ``data.data_dir`` is used as given. Otherwise ``./data`` is used when it holds every
     symbol and ``data.market`` is not given, else the synthetic market of ``data.market``
-    is generated (once, offline: ``data/synthetic`` for ``null``, else
-    ``data/synthetic_<market>``).
+    is generated (once, offline, in
+    :func:`~backend.environments.factory.synthetic_market_dir`: ``data/synthetic`` for
+    ``null``, else ``data/synthetic_<market>``).
 
     Raises:
         ConfigError: if ``data.data_dir`` is not a directory.
@@ -473,8 +470,7 @@ def resolve_data_dir(config: ExperimentConfig) -> tuple[Path, bool]:
         if present and all(s in present for s in config.data.symbols):
             return DEFAULT_DATA_DIR, False
     market = config.data.market
-    target = SYNTHETIC_DIR if market == "null" else SYNTHETIC_DIR.with_name(f"synthetic_{market}")
-    return ensure_synthetic_dataset(target, market_scenario(market)), True
+    return ensure_synthetic_dataset(synthetic_market_dir(market), market_scenario(market)), True
 
 
 def data_source(config: ExperimentConfig, data_dir: str | Path | None = None) -> dict[str, Any]:
@@ -533,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help=f"bar store root (data.data_dir); default: ./data if it holds the symbol, else "
-        f"the synthetic market in {SYNTHETIC_DIR}",
+        f"the synthetic market in {synthetic_market_dir('null')}",
     )
     parser.add_argument("--symbol", default=None, help="ticker to train on (data.symbols)")
     parser.add_argument("--start", default=None, help="first date to load (YYYY-MM-DD)")

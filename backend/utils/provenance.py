@@ -35,6 +35,7 @@ __all__ = [
     "git_state",
     "hash_bars",
     "package_versions",
+    "sha256_file",
 ]
 
 UNKNOWN = "unknown"
@@ -209,6 +210,15 @@ def hash_bars(
     for column in BAR_HASH_COLUMNS:
         values = rows[column].to_numpy(dtype=np.float64, na_value=np.nan)
         digest.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in blocks: the fingerprint bundles record per file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
