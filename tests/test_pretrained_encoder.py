@@ -255,7 +255,7 @@ def test_registry_overlap_gate_reads_the_pretrained_trunks_data_range(
 ) -> None:
     from backend.models.registry import ModelRegistry, PromotionRefused
 
-    job = _job(pretrain_run, 0, "transformer")
+    job = run_job(pretrain_run, 0, "transformer")
     bundle = runner.job_dir(pretrain_run, job) / "model_SPY"
     trunk_dir = runner.pretrained_dir(pretrain_run, 0, "transformer")
     reg = ModelRegistry(tmp_path / "reg")
@@ -269,7 +269,7 @@ def test_registry_overlap_gate_reads_the_pretrained_trunks_data_range(
     leaky_trunk = tmp_path / "leaky_trunk"
     shutil.copytree(trunk_dir, leaky_trunk)
     meta = json.loads((leaky_trunk / "metadata.json").read_text())
-    test_1 = _job(pretrain_run, 1, "transformer").test
+    test_1 = run_job(pretrain_run, 1, "transformer").test
     meta["dates"]["val"] = [test_1[0], test_1[0]]
     (leaky_trunk / "metadata.json").write_text(json.dumps(meta))
     leaky = reg.register(_retarget(bundle, tmp_path / "leaky", leaky_trunk), evidence=pretrain_run)
