@@ -16,6 +16,10 @@ import pytest
 from backend.data_download.csv_store import write_sessions
 from backend.data_download.market_calendar import expected_bar_starts, session_schedule
 
+# The main job's --workers defaults to one process per core; tests run its jobs in this
+# process so that their monkeypatches reach the jobs (a test that wants a pool says so).
+os.environ.setdefault("YOOPRL_WORKERS", "1")
+
 SHARED_DATA = Path(
     os.environ.get("YOOPRL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
 )

@@ -280,3 +280,22 @@ def test_dry_run_on_real_csvs(shared_data, tmp_path, capsys, load_script):
     assert "780 bars" in out
     # windows start after the 155-bar feature warm-up (6 sessions of 26 bars)
     assert "2019-01-04" not in out.split("fit_start")[1]
+
+
+def test_workers_auto_is_one_process_per_core_capped_by_the_pending_jobs(monkeypatch):
+    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    assert cli.resolve_workers(cli.AUTO, pending=12) == 2
+    assert cli.resolve_workers(cli.AUTO, pending=1) == 1
+    assert cli.resolve_workers(cli.AUTO, pending=0) == 1
+    assert cli.resolve_workers(3, pending=12) == 3
+    assert cli.parse_workers("auto") == cli.AUTO and cli.parse_workers("4") == 4
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(cli.UserError, match=f"--workers {bad}"):
+            cli.parse_workers(bad)
+
+
+def test_workers_default_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(cli.WORKERS_ENV, "3")
+    assert cli.build_parser().parse_args([]).workers == "3"
+    monkeypatch.delenv(cli.WORKERS_ENV)
+    assert cli.build_parser().parse_args([]).workers == cli.AUTO

@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -72,6 +73,43 @@ CROSS_MODE_REPORT = Path("Docs/Transformer_Experiment_Report.md")
 
 class UserError(Exception):
     """A mistake in arguments or data: reported as one line, never as a traceback."""
+
+
+AUTO = "auto"
+"""``--workers auto``: one job process per usable CPU core, at most one per pending job."""
+WORKERS_ENV = "YOOPRL_WORKERS"
+"""Environment variable that sets the default of ``--workers`` (a number or ``auto``)."""
+
+
+def parse_workers(value: str | int) -> int | str:
+    """``--workers`` value: ``auto`` or an integer >= 1.
+
+    Raises:
+        UserError: for anything else.
+    """
+    if value == AUTO:
+        return AUTO
+    try:
+        workers = int(value)
+    except ValueError:
+        raise UserError(f"--workers {value}: expected an integer >= 1 or {AUTO!r}") from None
+    if workers < 1:
+        raise UserError(f"--workers {value}: must be >= 1")
+    return workers
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int | str, pending: int) -> int:
+    """The number of job processes: ``auto`` is the usable cores, capped by ``pending``."""
+    if workers == AUTO:
+        return max(1, min(usable_cores(), pending))
+    return int(workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,9 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--workers",
-        type=int,
-        default=1,
-        help="parallel job processes (default 1: serial; same results for the same seed)",
+        default=os.environ.get(WORKERS_ENV, AUTO),
+        help=f"parallel job processes, or {AUTO!r}: one per usable CPU core, at most one per "
+        f"pending job (default: ${WORKERS_ENV}, else {AUTO}); same results for any number",
     )
     parser.add_argument(
         "--executor",
@@ -501,8 +539,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UserError("--ray-address needs --executor ray")
     if args.executor == "ray" and importlib.util.find_spec("ray") is None:
         raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}")
-    if args.workers < 1:
-        raise UserError(f"--workers {args.workers}: must be >= 1")
+    args.workers = parse_workers(args.workers)
     if args.print_config:
         if args.resume:
             config = _spec_from_run_dir(args.resume).config
@@ -652,7 +689,7 @@ def execute(
     windows: Sequence[Any],
     sessions: pd.DatetimeIndex,
     *,
-    workers: int = 1,
+    workers: int | str = 1,
     resume: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
@@ -693,6 +730,7 @@ def execute(
         for j in jobs
         if runner.load_complete_result(runner.job_dir(out, j) / runner.RESULT_FILE, j, spec) is None
     ]
+    workers = resolve_workers(workers, len(pending))
     if spec.config.training.pretrained.pretrain and pending:
         # Each window's trunk sees that window's fit range only (backend/supervised/pretrain.py).
         from backend.supervised.pretrain import pretrain_run
