@@ -3,7 +3,8 @@
 ::
 
     ExperimentConfig
-    ├── preset, modes, stochastic_eval      run fields of the main job
+    ├── preset, modes, stochastic_eval,     run fields of the main job
+    │   pretrained_variants
     ├── data          DataConfig            store, symbols, dates, synthetic market scenario
     ├── walk_forward  WalkForwardConfig     window layout, purge gap, seed replicates
     ├── features      FeatureConfig         feature groups and their parameters
@@ -36,7 +37,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
 from pydantic import ValidationError, field_validator, model_validator
@@ -63,6 +64,7 @@ from backend.models.feature_extractors import (
     encoder_names,
     uses_sequence_observation,
 )
+from backend.models.pretrained import PretrainedUse
 from backend.models.registry_config import RegistryConfig
 from backend.utils.config_model import (
     ConfigError,
@@ -136,6 +138,13 @@ class ExperimentConfig(ConfigModel):
     (``manual``, the reference, first). The trainer trains ``encoder`` alone."""
     stochastic_eval: StrictBool = False
     """Sample test actions (seeded per job) instead of taking the mean action."""
+    pretrained_variants: tuple[PretrainedUse, ...] = ()
+    """Ground-truth comparison only (issue 13): also train every sequence encoder of
+    ``modes`` on a trunk pretrained per window on its fit range (``training.pretrained``
+    with ``pretrain``), once per use listed (``frozen``, ``finetune``); the table gains rows
+    ``<mode>+pretrained(<use>)``, tested with the other rows as one family, and a test of
+    each against the same encoder from scratch. Empty by default: the rows add minutes
+    to a run already over its budget (``Docs/WALK_FORWARD.md``)."""
     data: DataConfig = DataConfig()
     """Which bars to read."""
     walk_forward: WalkForwardConfig = WalkForwardConfig()
@@ -197,6 +206,14 @@ class ExperimentConfig(ConfigModel):
             raise ValueError(f"modes has duplicates: {list(value)}")
         # Canonical order: manual is the reference column of every report.
         return tuple(m for m in known if m in value)
+
+    @field_validator("pretrained_variants")
+    @classmethod
+    def _distinct_variants(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"pretrained_variants has duplicates: {list(value)}")
+        # Canonical order (frozen before finetune): the table does not depend on the typing.
+        return tuple(u for u in get_args(PretrainedUse) if u in value)
 
     @model_validator(mode="after")
     def _derived_fields(self) -> ExperimentConfig:

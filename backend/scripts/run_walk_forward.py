@@ -22,7 +22,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ from backend.database.datasets import load_symbol_dataset
 from backend.evaluation import ground_truth, tracking
 from backend.evaluation import report as reports
 from backend.models.feature_extractors import encoder_names
+from backend.models.pretrained import PretrainedUse
 from backend.training import walk_forward_runner as runner
 from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
 from backend.training.train import resolve_data_dir
@@ -69,6 +70,10 @@ BASELINE_RUNS_DIR = Path("backend/evaluation/baseline_runs")
 """Tracked archive of manual-only runs, written only by ``--publish``."""
 CROSS_MODE_REPORT = Path("Docs/Transformer_Experiment_Report.md")
 """Tracked cross-mode report, written only by ``--publish`` when every registered encoder ran."""
+
+
+PRETRAINED_USES: tuple[str, ...] = get_args(PretrainedUse)
+"""Names ``--pretrained-use`` and ``--pretrained-variants`` accept (the schema's literal)."""
 
 
 class UserError(Exception):
@@ -265,10 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--pretrained-use",
-        choices=["frozen", "finetune"],
+        choices=PRETRAINED_USES,
         default=None,
         help="frozen (embeddings computed once, fast) or finetune (own learning rate and "
         "weight decay: training.pretrained.learning_rate / weight_decay); default frozen",
+    )
+    parser.add_argument(
+        "--pretrained-variants",
+        default=None,
+        metavar="USES",
+        help="ground-truth comparison only (pretrained_variants): also train each sequence "
+        f"encoder on per-window pretrained trunks, once per use in a comma-separated list of "
+        f"{', '.join(PRETRAINED_USES)} (or none); the table gains rows "
+        "<mode>+pretrained(<use>) and their tests against the same encoder from scratch "
+        "(default: none; each row costs about one job per market)",
     )
     parser.add_argument(
         "--dry-run",
@@ -345,6 +360,20 @@ def parse_modes(text: str) -> tuple[str, ...]:
     return tuple(m for m in known if m in names)
 
 
+def parse_pretrained_variants(text: str) -> tuple[str, ...]:
+    """``"finetune,frozen"`` or ``"none"`` -> the uses, refusing unknown names."""
+    if text.strip().lower() == "none":
+        return ()
+    names = [s.strip().lower() for s in text.split(",")]
+    bad = [n for n in names if n not in PRETRAINED_USES]
+    if bad or not names:
+        raise UserError(
+            f"--pretrained-variants {text!r}: unknown use(s) {bad}; expected a "
+            f"comma-separated list of {', '.join(PRETRAINED_USES)}, or none"
+        )
+    return tuple(names)
+
+
 def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The experiment fields the command-line flags set (the highest-precedence layer)."""
     data: dict[str, Any] = {}
@@ -383,6 +412,8 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         pretrained["pretrain"] = True
     if args.pretrained_use is not None:
         pretrained["use"] = args.pretrained_use
+    if args.pretrained_variants is not None:
+        out["pretrained_variants"] = list(parse_pretrained_variants(args.pretrained_variants))
     if pretrained:
         training["pretrained"] = pretrained
     if training:
@@ -394,13 +425,19 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def resolve_cli_config(args: argparse.Namespace, market: str | None = None) -> ExperimentConfig:
+def resolve_cli_config(
+    args: argparse.Namespace, market: str | None = None, pretrained_use: str | None = None
+) -> ExperimentConfig:
     """The experiment of a command line: preset < ``--config`` file < flags.
 
     Args:
         args: The parsed command line.
         market: Scenario of one sub-run of the ground-truth comparison (set over the
             flags as ``data.market``); ``None`` for an ordinary run.
+        pretrained_use: With ``market``: the sub-run of one ``pretrained_variants`` entry,
+            i.e. the sequence encoders of ``modes`` with ``training.pretrained`` set to
+            ``pretrain`` and this ``use``. The sub-runs record ``pretrained_variants`` empty:
+            each is an ordinary run (resumable on its own).
 
     Raises:
         UserError: for an unreadable file or a flag mistake.
@@ -411,7 +448,55 @@ def resolve_cli_config(args: argparse.Namespace, market: str | None = None) -> E
     overrides = cli_overrides(args)
     if market is not None:
         overrides = {**overrides, "data": {**overrides.get("data", {}), "market": market}}
+        overrides["pretrained_variants"] = []
+    if pretrained_use is not None:
+        base = resolve_experiment(args.mode, args.config, overrides, default_preset=DEFAULT_PRESET)
+        training = dict(overrides.get("training", {}))
+        training["pretrained"] = {"pretrain": True, "use": pretrained_use}
+        overrides = {
+            **overrides,
+            "modes": list(pretrainable_modes(base.modes)),
+            "training": training,
+        }
     return resolve_experiment(args.mode, args.config, overrides, default_preset=DEFAULT_PRESET)
+
+
+def pretrainable_modes(modes: Sequence[str]) -> tuple[str, ...]:
+    """The modes of ``modes`` that a pretrained-variant sub-run trains (sequence encoders).
+
+    Raises:
+        UserError: if there are none.
+    """
+    found = tuple(m for m in modes if m in runner.PRETRAINABLE_MODES)
+    if not found:
+        raise UserError(
+            f"pretrained_variants: modes {list(modes)} hold no pretrainable encoder; add one "
+            f"of {', '.join(runner.PRETRAINABLE_MODES)}"
+        )
+    return found
+
+
+def check_pretrained_variants(args: argparse.Namespace, config: ExperimentConfig) -> None:
+    """Refuse ``pretrained_variants`` where it cannot apply (named, one line).
+
+    It is a row set of the ground-truth comparison: an ordinary run (real data or one
+    ``--market``) uses ``--pretrain``/``--pretrained-use``, and the base rows must train
+    from scratch for the variants to be compared with them.
+    """
+    if not config.pretrained_variants:
+        return
+    if not is_ground_truth_run(args, config):
+        raise UserError(
+            "pretrained_variants / --pretrained-variants apply to the ground-truth comparison "
+            "(no --data-dir or --market, or --market all); for one run use --pretrain with "
+            "--pretrained-use"
+        )
+    if config.training.pretrained.enabled:
+        raise UserError(
+            "pretrained_variants with training.pretrained (--pretrain / --pretrained-encoder): "
+            "the base rows must train from scratch; give one of them"
+        )
+    pretrainable_modes(config.modes)
 
 
 def is_ground_truth_run(args: argparse.Namespace, config: ExperimentConfig) -> bool:
@@ -468,14 +553,18 @@ def load_datasets(
 
 
 def _spec_from_args(
-    args: argparse.Namespace, market: str | None = None, stamp: dt.datetime | None = None
+    args: argparse.Namespace,
+    market: str | None = None,
+    stamp: dt.datetime | None = None,
+    pretrained_use: str | None = None,
 ) -> tuple[runner.RunSpec, Path, bool]:
     """A new run's spec from the command line (and its data dir, synthetic flag).
 
     ``market`` names one scenario of the ground-truth comparison: its run goes to
-    ``<run directory>/<market>`` and always reads the synthetic market.
+    ``<run directory>/<market>`` and always reads the synthetic market; with
+    ``pretrained_use`` the variant's run goes to ``<run directory>/<market>-pretrained-<use>``.
     """
-    config = resolve_cli_config(args, market)
+    config = resolve_cli_config(args, market, pretrained_use)
     data_dir, synthetic = resolve_data_dir(config)
     modes = config.modes
     label = "all" if set(modes) == set(encoder_names()) else "-".join(modes)
@@ -485,11 +574,17 @@ def _spec_from_args(
         else default_output(label, now=stamp, root=args.output_root)
     )
     if market is not None:
-        output = output / market  # one sub-run per scenario of the ground-truth comparison
+        # One sub-run per scenario (and pretrained variant) of the ground-truth comparison.
+        output = output / variant_folder(market, pretrained_use)
     spec = runner.RunSpec(
         output_dir=str(output), data_dir=str(data_dir), config=config, synthetic=synthetic
     )
     return spec, data_dir, synthetic
+
+
+def variant_folder(market: str, pretrained_use: str | None = None) -> str:
+    """``sequence`` or ``sequence-pretrained-frozen``: a sub-run's folder in the comparison."""
+    return market if pretrained_use is None else f"{market}-pretrained-{pretrained_use}"
 
 
 def _spec_from_run_dir(run_dir: Path) -> runner.RunSpec:
@@ -564,7 +659,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         if synthetic:
             ensure_synthetic_dataset(data_dir, market_scenario(spec.config.data.market))
         return _run_one(args, spec, data_dir, synthetic, "resume")
-    if is_ground_truth_run(args, resolve_cli_config(args)):
+    config = resolve_cli_config(args)
+    check_pretrained_variants(args, config)
+    if is_ground_truth_run(args, config):
         return run_ground_truth(args)
     spec, data_dir, synthetic = _spec_from_args(args)
     return _run_one(args, spec, data_dir, synthetic, spec.preset)
@@ -618,11 +715,17 @@ GROUND_TRUTH_FILE = "ground_truth.md"
 
 
 def run_ground_truth(args: argparse.Namespace) -> int:
-    """Every scenario as its own sub-run under one run directory, then the table."""
+    """Every scenario as its own sub-run under one run directory, then the table.
+
+    With ``pretrained_variants``, each scenario also gets one sub-run per use (the
+    sequence encoders on per-window pretrained trunks), tested with the scenario's own run
+    as one family in the table (:func:`backend.evaluation.ground_truth.ground_truth_table`).
+    """
     runs: dict[str, dict[str, Any]] = {}
     root: Path | None = None
     spec: runner.RunSpec | None = None
     stamp = dt.datetime.now()
+    uses = resolve_cli_config(args).pretrained_variants
     for market in MARKET_NAMES:
         print(f"\n=== ground-truth market: {market} ({MARKET_SCENARIOS[market].description})")
         spec, data_dir, synthetic = _spec_from_args(args, market, stamp)
@@ -630,40 +733,57 @@ def run_ground_truth(args: argparse.Namespace) -> int:
         code = _run_one(args, spec, data_dir, synthetic, f"{spec.preset}, market {market}")
         if code != 0:
             return code
+        variants: dict[str, dict[str, Any]] = {}
+        for use in uses:
+            print(f"\n=== ground-truth market: {market}, sequence encoders pretrained ({use})")
+            vspec, _, _ = _spec_from_args(args, market, stamp, pretrained_use=use)
+            label = f"{vspec.preset}, market {market}, pretrained {use}"
+            code = _run_one(args, vspec, data_dir, synthetic, label)
+            if code != 0:
+                return code
+            if not args.dry_run:
+                variants[use] = _finished_run(vspec, data_dir)
         if args.dry_run:
             continue
-        out = Path(spec.output_dir)
-        run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
-        jobs = [
-            runner.Job(
-                int(j["window"]),
-                str(j["mode"]),
-                tuple(j["fit"]),
-                tuple(j["val"]),
-                tuple(j["test"]),
-                int(j.get("replicate", 0)),
-            )
-            for j in _recorded_jobs(out)
-        ]
-        marker = read_marker(data_dir) or {}
-        runs[market] = {
-            "metrics": json.loads((out / "metrics.json").read_text(encoding="utf-8")),
-            "results": runner.collect_results(spec, jobs) if jobs else {},
-            "edge": (marker.get("theoretical_edge") or {}).get(spec.symbols[0], {}),
-            "run_info": run_info,
-        }
+        runs[market] = {**_finished_run(spec, data_dir), "variants": variants}
     if args.dry_run or root is None or spec is None:
         return 0
-    table = ground_truth.ground_truth_table(runs, spec.symbols[0], spec.modes)
+    table = ground_truth.ground_truth_table(runs, spec.symbols[0], spec.modes, seed=spec.seed)
     runner.write_json_atomic(root / "ground_truth.json", table)
     text = ground_truth.render_ground_truth_markdown(table, spec.symbols[0])
     (root / GROUND_TRUTH_FILE).write_text(text, encoding="utf-8")
     # The root's report.md (what the console renders): the table and each market's report.
-    links = ", ".join(f"[{m}]({m}/report.md)" for m in runs)
+    folders = [variant_folder(m, u) for m in runs for u in (None, *runs[m]["variants"])]
+    links = ", ".join(f"[{f}]({f}/report.md)" for f in folders)
     (root / "report.md").write_text(f"{text}\nPer-market run reports: {links}.\n", encoding="utf-8")
     print("\n" + text)
     print(f"ground-truth table: {root / GROUND_TRUTH_FILE}")
     return 0
+
+
+def _finished_run(spec: runner.RunSpec, data_dir: Path) -> dict[str, Any]:
+    """What the table reads of a finished sub-run: metrics, job results, edge, modes."""
+    out = Path(spec.output_dir)
+    run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
+    jobs = [
+        runner.Job(
+            int(j["window"]),
+            str(j["mode"]),
+            tuple(j["fit"]),
+            tuple(j["val"]),
+            tuple(j["test"]),
+            int(j.get("replicate", 0)),
+        )
+        for j in _recorded_jobs(out)
+    ]
+    marker = read_marker(data_dir) or {}
+    return {
+        "metrics": json.loads((out / "metrics.json").read_text(encoding="utf-8")),
+        "results": runner.collect_results(spec, jobs) if jobs else {},
+        "edge": (marker.get("theoretical_edge") or {}).get(spec.symbols[0], {}),
+        "run_info": run_info,
+        "modes": spec.modes,
+    }
 
 
 def _recorded_jobs(out: Path) -> list[dict[str, Any]]:
