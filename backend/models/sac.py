@@ -98,10 +98,11 @@ def split_samples(samples: _Samples, k: int) -> list[_Samples]:
 
 def grad_norm(parameters: Iterator[nn.Parameter] | list[nn.Parameter]) -> float | None:
     """L2 norm of the gradients present, or None when no parameter has one."""
-    grads = [p.grad.detach().float().norm() for p in parameters if p.grad is not None]
+    grads = [p.grad.detach() for p in parameters if p.grad is not None]
     if not grads:
         return None
-    return float(th.linalg.vector_norm(th.stack(grads)))
+    norms = th._foreach_norm(grads)  # one call instead of one kernel per tensor
+    return float(th.linalg.vector_norm(th.stack([n.float() for n in norms])))
 
 
 class _ModeCachingPolicy:
@@ -236,6 +237,7 @@ class YoopSAC(SAC):
             raise ValueError("use_sde with a critic-trained shared encoder is not implemented")
         self._rebuild_optimizers()
         self.grad_scaler = th.amp.GradScaler("cuda", enabled=self.amp_enabled)
+        self._polyak_pairs: tuple[list[th.Tensor], list[th.Tensor]] | None = None
 
     def _param_groups(self, module: nn.Module, *, include_extractor: bool) -> list[dict[str, Any]]:
         """Two groups: extractor parameters (decayed) and the rest (never decayed)."""
@@ -437,9 +439,7 @@ class YoopSAC(SAC):
             scaler.update()
 
             if gradient_step % self.target_update_interval == 0:
-                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-                # Copy running stats, see SB3 GH issue #996.
-                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+                self._polyak_update()
 
         self._n_updates += gradient_steps
 
@@ -454,9 +454,30 @@ class YoopSAC(SAC):
         if critic_norms:
             self.logger.record("train/encoder_grad_norm_critic", np.mean(critic_norms))
 
+    def _polyak_update(self) -> None:
+        """SB3's Polyak step of the target critic, as two multi-tensor kernels.
+
+        ``target = (1 - tau) * target + tau * online`` element for element as SB3's
+        per-tensor loop computes it (``mul_`` then ``add(alpha=tau)``), over parameter
+        lists gathered once per model instead of a module walk per step.
+        """
+        pairs = self._polyak_pairs
+        if pairs is None:
+            online = [p.data for p in self.critic.parameters()]
+            target = [p.data for p in self.critic_target.parameters()]
+            if len(online) != len(target):
+                raise ValueError("critic and critic_target have different parameter lists")
+            pairs = self._polyak_pairs = (online, target)
+        online, target = pairs
+        with th.no_grad():
+            th._foreach_mul_(target, 1.0 - self.tau)
+            th._foreach_add_(target, online, alpha=self.tau)
+        # Copy running stats, see SB3 GH issue #996.
+        polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+
     def _excluded_save_params(self) -> list[str]:
         # The scaler is rebuilt by _setup_model; its state is transient loss-scale tuning.
-        return [*super()._excluded_save_params(), "grad_scaler"]
+        return [*super()._excluded_save_params(), "grad_scaler", "_polyak_pairs"]
 
 
 __all__ = [
