@@ -394,6 +394,27 @@ class IntradayTradingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             }
         return {"features": self._features[t].copy(), "account": account}
 
+    def market_observations(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """The market part of the observations at decision bars ``start .. stop-1``.
+
+        Row ``i`` is what :meth:`step`/:meth:`reset` put in the observation at bar
+        ``start + i`` (everything but ``account``, which depends on the episode): lets a
+        deterministic evaluation encode a whole segment in batches
+        (:class:`backend.models.segment_actor.SegmentActor`). Read-only views, no copies.
+
+        Raises:
+            ValueError: if ``start .. stop`` is not a non-empty range of bars.
+        """
+        n = len(self._timestamps)
+        if not 0 <= start < stop <= n:
+            raise ValueError(
+                f"market_observations: need 0 <= start < stop <= {n}, got {start}, {stop}"
+            )
+        if not self._sequence:
+            return {"features": self._features[start:stop]}
+        idx = np.arange(start, stop)[:, None] + np.arange(self._seq_len)[None, :]  # (B, T)
+        return {"window": self._window_src[idx], "mask": self._mask_src[idx]}
+
     def _action_to_target(self, action: np.ndarray) -> float:
         """Map an action to a target position (shared with the live trader)."""
         return action_to_target(action, self.config)

@@ -28,6 +28,14 @@ steps, same ``train/*`` logging keys) with four additions:
 
 The encoder's gradient norms (after unscaling, before the step) are logged as
 ``train/encoder_grad_norm_actor`` and ``train/encoder_grad_norm_critic``.
+
+Work SB3 throws away is skipped without changing a number (issue 10): the policy aliases
+resolve to mode-caching policies (``set_training_mode`` walks every submodule on each
+``predict`` and ``train()`` call in SB3, 27-41% of a ``predict``; here only when the mode
+changes), an action is drawn in closed form instead of through distribution objects, and
+under a critic-trained shared encoder the actor phase computes the (detached) features of a
+batch once and feeds them to both the actor head and the Q heads, which SB3 would compute
+twice with the same weights.
 """
 
 from __future__ import annotations
@@ -39,9 +47,17 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch as th
 from stable_baselines3 import SAC
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.utils import polyak_update
-from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, SACPolicy
+from stable_baselines3.sac.policies import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    CnnPolicy,
+    MlpPolicy,
+    MultiInputPolicy,
+    SACPolicy,
+)
 from torch import nn
 from torch.nn import functional as F
 
@@ -82,10 +98,58 @@ def split_samples(samples: _Samples, k: int) -> list[_Samples]:
 
 def grad_norm(parameters: Iterator[nn.Parameter] | list[nn.Parameter]) -> float | None:
     """L2 norm of the gradients present, or None when no parameter has one."""
-    grads = [p.grad.detach().float().norm() for p in parameters if p.grad is not None]
+    grads = [p.grad.detach() for p in parameters if p.grad is not None]
     if not grads:
         return None
-    return float(th.linalg.vector_norm(th.stack(grads)))
+    norms = th._foreach_norm(grads)  # one call instead of one kernel per tensor
+    return float(th.linalg.vector_norm(th.stack([n.float() for n in norms])))
+
+
+class _ModeCachingPolicy:
+    """Mixin for SB3 SAC policies: skip ``set_training_mode`` walks that change nothing.
+
+    SB3 calls ``set_training_mode`` (``nn.Module.train`` over every submodule) on every
+    ``predict`` and every ``train()``; when the policy, actor and critic already have the
+    requested mode nothing would change. A submodule switched by hand (``module.eval()``
+    deep inside the actor) is not detected: switch the policy with ``set_training_mode``.
+    """
+
+    training: bool
+    actor: nn.Module
+    critic: nn.Module
+
+    def set_training_mode(self, mode: bool) -> None:
+        """Put the policy in training or evaluation mode, unless it already is."""
+        if self.training is mode and self.actor.training is mode and self.critic.training is mode:
+            return
+        super().set_training_mode(mode)  # type: ignore[misc]
+
+    def _predict(self, observation: Any, deterministic: bool = False) -> th.Tensor:
+        """SB3's squashed-Gaussian action, without building distribution objects.
+
+        ``Normal.rsample`` draws ``mean + std * normal_(empty(shape))``: the same random
+        stream and the same numbers (``tests/test_sac_update_math.py``).
+        """
+        actor: Any = self.actor
+        if actor.use_sde:
+            return actor(observation, deterministic)
+        mean, log_std, _ = actor.get_action_dist_params(observation)
+        if deterministic:
+            return th.tanh(mean)
+        noise = th.empty(mean.shape, dtype=mean.dtype, device=mean.device).normal_()
+        return th.tanh(mean + noise * log_std.exp())
+
+
+class YoopMlpPolicy(_ModeCachingPolicy, MlpPolicy):  # type: ignore[misc]
+    """SB3's SAC ``MlpPolicy`` with the mode cache and closed-form actions."""
+
+
+class YoopCnnPolicy(_ModeCachingPolicy, CnnPolicy):  # type: ignore[misc]
+    """SB3's SAC ``CnnPolicy`` with the mode cache and closed-form actions."""
+
+
+class YoopMultiInputPolicy(_ModeCachingPolicy, MultiInputPolicy):  # type: ignore[misc]
+    """SB3's SAC ``MultiInputPolicy`` with the mode cache and closed-form actions."""
 
 
 class YoopSAC(SAC):
@@ -111,6 +175,11 @@ class YoopSAC(SAC):
     """
 
     _EXTRACTOR: ClassVar[str] = "features_extractor"
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": YoopMlpPolicy,
+        "CnnPolicy": YoopCnnPolicy,
+        "MultiInputPolicy": YoopMultiInputPolicy,
+    }
 
     def __init__(
         self,
@@ -168,6 +237,7 @@ class YoopSAC(SAC):
             raise ValueError("use_sde with a critic-trained shared encoder is not implemented")
         self._rebuild_optimizers()
         self.grad_scaler = th.amp.GradScaler("cuda", enabled=self.amp_enabled)
+        self._polyak_pairs: tuple[list[th.Tensor], list[th.Tensor]] | None = None
 
     def _param_groups(self, module: nn.Module, *, include_extractor: bool) -> list[dict[str, Any]]:
         """Two groups: extractor parameters (decayed) and the rest (never decayed)."""
@@ -238,14 +308,17 @@ class YoopSAC(SAC):
         q_input = th.cat([features, actions], dim=1)
         return [q_net(q_input) for q_net in critic.q_networks]
 
-    def _actor_log_prob(self, obs: Any) -> tuple[th.Tensor, th.Tensor]:
-        """Reparameterised action and its log-prob.
+    def _actor_q(self, obs: Any) -> tuple[th.Tensor, th.Tensor, list[th.Tensor]]:
+        """Reparameterised action, its log-prob, and the online critic's Q of that action.
 
-        Under a critic-trained shared encoder the features are detached: the actor loss
-        must not move the representation.
+        Under a critic-trained shared encoder the features are detached (the actor loss
+        must not move the representation) and computed once: actor and critic share the
+        extractor, and ``ContinuousCritic.forward`` would run it again on the same batch
+        with the same weights and no gradient.
         """
         if not self.critic_trains_shared_encoder:
-            return self.actor.action_log_prob(obs)
+            actions, log_prob = self.actor.action_log_prob(obs)
+            return actions, log_prob, list(self.critic(obs, actions))
         actor = self.actor
         with th.no_grad():
             features = actor.extract_features(obs, actor.features_extractor)
@@ -253,7 +326,9 @@ class YoopSAC(SAC):
         mean_actions = actor.mu(latent_pi)
         log_std = th.clamp(actor.log_std(latent_pi), LOG_STD_MIN, LOG_STD_MAX)  # type: ignore[operator]
         # gSDE is rejected with this mode in _setup_model: the dist is the squashed Gaussian.
-        return actor.action_dist.log_prob_from_params(mean_actions, log_std)  # type: ignore[call-arg]
+        actions, log_prob = actor.action_dist.log_prob_from_params(mean_actions, log_std)  # type: ignore[call-arg]
+        q_input = th.cat([features, actions], dim=1)
+        return actions, log_prob, [q_net(q_input) for q_net in self.critic.q_networks]
 
     def _extractor_params(self, module: nn.Module) -> list[nn.Parameter]:
         extractor = getattr(module, self._EXTRACTOR, None)
@@ -335,9 +410,9 @@ class YoopSAC(SAC):
             actor_loss_total, ent_loss_total = 0.0, 0.0
             for mb in micro_batches:
                 with self._autocast():
-                    actions_pi, log_prob = self._actor_log_prob(mb.observations)
+                    _, log_prob, q_values = self._actor_q(mb.observations)
                     log_prob = log_prob.float().reshape(-1, 1)
-                    q_pi = th.cat(self.critic(mb.observations, actions_pi), dim=1).float()
+                    q_pi = th.cat(q_values, dim=1).float()
                     min_qf_pi, _ = th.min(q_pi, dim=1, keepdim=True)
                     actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
                 loss = actor_loss
@@ -364,9 +439,7 @@ class YoopSAC(SAC):
             scaler.update()
 
             if gradient_step % self.target_update_interval == 0:
-                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-                # Copy running stats, see SB3 GH issue #996.
-                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+                self._polyak_update()
 
         self._n_updates += gradient_steps
 
@@ -381,9 +454,38 @@ class YoopSAC(SAC):
         if critic_norms:
             self.logger.record("train/encoder_grad_norm_critic", np.mean(critic_norms))
 
+    def _polyak_update(self) -> None:
+        """SB3's Polyak step of the target critic, as two multi-tensor kernels.
+
+        ``target = (1 - tau) * target + tau * online`` element for element as SB3's
+        per-tensor loop computes it (``mul_`` then ``add(alpha=tau)``), over parameter
+        lists gathered once per model instead of a module walk per step.
+        """
+        pairs = self._polyak_pairs
+        if pairs is None:
+            online = [p.data for p in self.critic.parameters()]
+            target = [p.data for p in self.critic_target.parameters()]
+            if len(online) != len(target):
+                raise ValueError("critic and critic_target have different parameter lists")
+            pairs = self._polyak_pairs = (online, target)
+        online, target = pairs
+        with th.no_grad():
+            th._foreach_mul_(target, 1.0 - self.tau)
+            th._foreach_add_(target, online, alpha=self.tau)
+        # Copy running stats, see SB3 GH issue #996.
+        polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+
     def _excluded_save_params(self) -> list[str]:
         # The scaler is rebuilt by _setup_model; its state is transient loss-scale tuning.
-        return [*super()._excluded_save_params(), "grad_scaler"]
+        return [*super()._excluded_save_params(), "grad_scaler", "_polyak_pairs"]
 
 
-__all__ = ["SharedEncoderLoss", "YoopSAC", "grad_norm", "split_samples"]
+__all__ = [
+    "SharedEncoderLoss",
+    "YoopCnnPolicy",
+    "YoopMlpPolicy",
+    "YoopMultiInputPolicy",
+    "YoopSAC",
+    "grad_norm",
+    "split_samples",
+]

@@ -45,7 +45,7 @@ from backend.evaluation import ground_truth, tracking
 from backend.evaluation import report as reports
 from backend.models.feature_extractors import encoder_names
 from backend.training import walk_forward_runner as runner
-from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
+from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT, reuse_pools
 from backend.training.train import resolve_data_dir
 from backend.training.walk_forward import (
     InsufficientDataError,
@@ -565,7 +565,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             ensure_synthetic_dataset(data_dir, market_scenario(spec.config.data.market))
         return _run_one(args, spec, data_dir, synthetic, "resume")
     if is_ground_truth_run(args, resolve_cli_config(args)):
-        return run_ground_truth(args)
+        with reuse_pools():  # the three markets' jobs share one pool of started workers
+            return run_ground_truth(args)
     spec, data_dir, synthetic = _spec_from_args(args)
     return _run_one(args, spec, data_dir, synthetic, spec.preset)
 

@@ -23,6 +23,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EventCallback
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.evaluation.metrics import BARS_PER_YEAR, sharpe_ratio
 from backend.evaluation.rollout import rollout_policy
+from backend.models.segment_actor import SegmentActor, supports_segment_actor
 
 
 class TradingMetricsCallback(BaseCallback):
@@ -202,7 +203,10 @@ class ValidationEarlyStopping(EventCallback):
         Returns:
             ``{"sharpe", "total_return", "turnover", "steps"}``.
         """
-        result = rollout_policy(self.model, self.val_env, deterministic=True)
+        policy: Any = self.model
+        if supports_segment_actor(self.model):
+            policy = SegmentActor(self.model, self.val_env)  # same actions, batched encoder
+        result = rollout_policy(policy, self.val_env, deterministic=True)
         return {
             "sharpe": sharpe_ratio(result.net_returns, self.periods_per_year),
             "total_return": result.total_return,

@@ -67,6 +67,7 @@ from backend.evaluation.rollout import PolicyState, rollout_policy
 from backend.evaluation.session_stats import per_session_returns
 from backend.models.model_manager import save_bundle
 from backend.models.pretrained import load_trunk_bundle
+from backend.models.segment_actor import SegmentActor, supports_segment_actor
 from backend.training import executors
 from backend.training.train import load_pretrained, train_on_range
 from backend.training.walk_forward import WalkForwardConfig, WalkForwardWindow
@@ -467,11 +468,23 @@ def write_run_json(
 # ---------------------------------------------------------------------------------------
 
 
-class _TimedPolicy:
-    """Wraps a model's ``predict`` and keeps the wall time of every call."""
+LATENCY_CALLS = 256
+"""Test bars whose action comes from a timed ``model.predict`` (the live trader's call)."""
 
-    def __init__(self, model: Any) -> None:
+
+class _TimedPolicy:
+    """The test rollout's policy: timed ``model.predict`` first, then the batched actor.
+
+    The first ``timed_calls`` actions come from ``model.predict`` and their wall times are
+    the reported inference latency (what the live trader pays per bar); the rest of a
+    deterministic rollout comes from ``fast`` (a :class:`SegmentActor`: the same actions,
+    without one batch-1 encoder forward per bar) when there is one.
+    """
+
+    def __init__(self, model: Any, fast: Any = None, timed_calls: int = LATENCY_CALLS) -> None:
         self._model = model
+        self._fast = fast
+        self._timed_calls = timed_calls
         self.seconds: list[float] = []
 
     def predict(
@@ -481,7 +494,12 @@ class _TimedPolicy:
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, PolicyState]:
-        """Time and forward one ``predict`` call."""
+        """Time and forward one ``predict`` call, or hand it to the batched actor."""
+        if self._fast is not None and deterministic and len(self.seconds) >= self._timed_calls:
+            fast_out: tuple[np.ndarray, PolicyState] = self._fast.predict(
+                observation, state, episode_start, deterministic
+            )
+            return fast_out
         t0 = time.perf_counter()
         out: tuple[np.ndarray, PolicyState] = self._model.predict(
             observation, state, episode_start, deterministic
@@ -579,7 +597,10 @@ def _train_and_test_symbol(
     test_range = bar_range(arrays, *ds.session_bounds(*test))
     test_cfg = result.env_config.model_copy(update={"episode_sessions": 0, "random_start": False})
     env = _RecordingEnv(arrays, test_cfg, test_range, reward=config.reward)
-    policy = _TimedPolicy(result.model)
+    fast = None
+    if not spec.stochastic_eval and supports_segment_actor(result.model):
+        fast = SegmentActor(result.model, env)
+    policy = _TimedPolicy(result.model, fast)
     if spec.stochastic_eval:
         # SB3 samples actions from torch's global generator: seed it so that a stochastic
         # test is repeatable and independent of how many random draws training made.
