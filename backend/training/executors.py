@@ -141,13 +141,13 @@ def _run_pool(
     initializer: Callable[[], None] | None,
 ) -> Iterator[tuple[JobT, ResultT]]:
     if _REUSED_POOLS is None:
-        with _new_pool(workers, initializer) as pool:
-            yield from _drain(pool, jobs, fn)
+        with _new_pool(workers, initializer) as own:
+            yield from _drain(own, jobs, fn)
         return
     key = (workers, initializer)
-    pool = _REUSED_POOLS.get(key)
-    if pool is None:
-        pool = _REUSED_POOLS[key] = _new_pool(workers, initializer)
+    reused = _REUSED_POOLS.get(key)
+    pool = reused if reused is not None else _new_pool(workers, initializer)
+    _REUSED_POOLS[key] = pool
     try:
         yield from _drain(pool, jobs, fn)
     except BrokenProcessPool:
