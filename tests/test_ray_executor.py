@@ -127,3 +127,24 @@ def test_ray_executor_reraises_the_job_error():
     with pytest.raises(ValueError, match="math domain error"):
         list(executors.run_jobs([4.0, -1.0], math.sqrt, executor="ray", workers=1))
     assert not ray.is_initialized()
+
+
+def _worker_pid(_: int) -> int:
+    import os
+    import time
+
+    time.sleep(0.05)  # keep both workers busy so each serves some jobs
+    return os.getpid()
+
+
+def test_reused_pool_starts_its_workers_once() -> None:
+    with executors.reuse_pools():
+        first = {pid for _, pid in executors.run_jobs(range(6), _worker_pid, workers=2)}
+        second = {pid for _, pid in executors.run_jobs(range(6), _worker_pid, workers=2)}
+        assert second <= first, "the second call must run in the workers the first started"
+        with pytest.raises(ValueError, match="math domain error"):
+            list(executors.run_jobs([4.0, -1.0], math.sqrt, workers=2))
+        # A failed job leaves the pool usable.
+        assert dict(executors.run_jobs([9.0], math.sqrt, workers=2)) == {9.0: 3.0}
+    outside = {pid for _, pid in executors.run_jobs(range(4), _worker_pid, workers=2)}
+    assert not outside & first, "outside the block every call starts its own workers"

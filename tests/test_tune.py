@@ -1,4 +1,4 @@
-"""The hyperparameter search: never reads a test bar, best config runs through the main job.
+"""The hyperparameter search: never reads a test bar, prunes, best config runs as is.
 
 Runs on the 40-session synthetic store of ``walk_forward_workspace`` with a tiny budget
 (seconds per trial).
@@ -16,6 +16,7 @@ import yaml
 from backend.config.experiment import resolve_experiment
 from backend.data_download.dataset import SymbolDataset
 from backend.scripts import run_walk_forward, tune, tune_rl
+from backend.scripts.tune_study import UserError
 from backend.utils.config_model import ConfigError
 
 TINY_SEARCH = {
@@ -32,6 +33,9 @@ TINY_SEARCH = {
     "search": {
         "windows": 2,
         "startup_trials": 1,
+        # Trials train 75 steps (120 rounded down to the last evaluation); the best config
+        # keeps the 150 of the training section for the main job.
+        "trial_timesteps": 120,
         "space": {
             "training.learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
             "training.net_arch": {"choices": [[16], [32, 32]]},
@@ -110,6 +114,9 @@ def test_best_config_runs_through_the_main_job_unchanged_and_counts_the_trials(
     best_file = tuned / "best_config.yaml"
     best = yaml.safe_load(best_file.read_text())
     assert best["search"]["tuning_trials"] == 3
+    # Trials trained the search's budget; the chosen config keeps the main job's.
+    assert summary["trial_timesteps"] == {"asked": 120, "trained": 75}
+    assert best["training"]["total_timesteps"] == TINY_SEARCH["training"]["total_timesteps"]
     for path, value in summary["best"]["params"].items():
         section, key = path.split(".")
         assert best[section][key] == value
@@ -117,12 +124,115 @@ def test_best_config_runs_through_the_main_job_unchanged_and_counts_the_trials(
     assert run_walk_forward.main(["--config", str(best_file), "--output", str(out)]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["spec"]["config"] == resolve_experiment(file=best_file).model_dump(mode="json")
+    assert run["spec"]["config"]["training"]["total_timesteps"] == 150
     assert run["spec"]["tuning_trials"] == 3
     assert run["windows"][0]["test"][0] == summary["region"]["first_test_session_excluded"]
     metrics = json.loads((out / "metrics.json").read_text())
     dsr = metrics["deflated_sharpe"]["SPY"]
     assert dsr["tuning_trials"] == 3 and dsr["n_trials"] == 1 + 3  # one mode x one seed + 3
     assert "+ 3 tuning" in (out / "report.md").read_text()
+
+
+def _patch_evaluations(monkeypatch: pytest.MonkeyPatch, sharpe_of_lr: object) -> list[float]:
+    """Validation Sharpe = ``sharpe_of_lr(learning rate)``; returns the rates evaluated."""
+    from backend.training.callbacks import ValidationEarlyStopping
+
+    seen: list[float] = []
+
+    def evaluate(self: ValidationEarlyStopping) -> dict[str, float]:
+        lr = float(self.model.learning_rate)  # type: ignore[arg-type]
+        seen.append(lr)
+        sharpe = sharpe_of_lr(lr)  # type: ignore[operator]
+        return {"sharpe": sharpe, "total_return": 0.0, "turnover": 0.0, "steps": 100.0}
+
+    monkeypatch.setattr(ValidationEarlyStopping, "evaluate", evaluate)
+    return seen
+
+
+def _enqueue(monkeypatch: pytest.MonkeyPatch, *params: dict[str, object]) -> None:
+    """The study ``run_rl_search`` makes runs ``params`` first (in order)."""
+    make = tune_rl.make_study
+
+    def make_study(*args: object, **kwargs: object) -> object:
+        study = make(*args, **kwargs)
+        for p in params:
+            study.enqueue_trial(p)
+        return study
+
+    monkeypatch.setattr(tune_rl, "make_study", make_study)
+
+
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_a_trial_reporting_a_bad_validation_sharpe_is_pruned_and_recorded(
+    search_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warmup: int
+) -> None:
+    import optuna
+
+    search = {
+        "pruner": "median",
+        "startup_trials": 1,
+        "prune_warmup_evaluations": warmup,
+        "trial_timesteps": 150,  # two evaluations per window
+    }
+    config = resolve_experiment(
+        file=search_file, overrides={"search": search}, default_preset="short"
+    )
+    seen = _patch_evaluations(monkeypatch, lambda lr: 1.0 if lr > 1e-3 else -5.0)
+    _enqueue(
+        monkeypatch,
+        {"training.learning_rate": 5e-3, "training.net_arch": "[16]"},  # good: Sharpe 1
+        {"training.learning_rate": 2e-4, "training.net_arch": "[16]"},  # bad: Sharpe -5
+    )
+    out = tmp_path / "pruned"
+    summary = tune_rl.run_rl_search(config, _datasets(config), out, trials=2, progress=False)
+    assert [t["state"] for t in summary["trials"]] == ["COMPLETE", "PRUNED"]
+    assert summary["best"]["value"] == 1.0
+    # Pruned inside training, right after the first evaluation past the warm-up (a full
+    # window would have evaluated 150 / 75 = 2 times per window).
+    assert sum(lr < 1e-3 for lr in seen) == warmup + 1
+    assert sum(lr > 1e-3 for lr in seen) >= 2 * len(summary["region"]["inner_windows"])
+    # Recorded as pruned in the SQLite study, with the figures it was pruned on.
+    study = optuna.load_study(study_name="tune-rl", storage=summary["storage"])
+    bad = study.trials[1]
+    assert bad.state == optuna.trial.TrialState.PRUNED
+    assert list(bad.intermediate_values.values()) == [-5.0] * (warmup + 1)
+    # ... and counted in the trials the main job's deflated Sharpe ratio is given.
+    best = resolve_experiment(file=out / "best_config.yaml")
+    assert best.search.tuning_trials == 2
+
+
+def test_trials_train_the_search_budget_up_to_their_last_evaluation(
+    search_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = resolve_experiment(
+        file=search_file, overrides={"search": {"pruner": "none"}}, default_preset="short"
+    )
+    trained: list[tuple[int, int]] = []
+    train = tune_rl.train_on_range
+
+    def train_on_range(*args: object, **kwargs: object) -> object:
+        result = train(*args, **kwargs)  # type: ignore[arg-type]
+        budget = args[3].training.total_timesteps  # type: ignore[attr-defined]
+        trained.append((budget, result.model.num_timesteps))
+        return result
+
+    monkeypatch.setattr(tune_rl, "train_on_range", train_on_range)
+    out = tmp_path / "budget"
+    summary = tune_rl.run_rl_search(config, _datasets(config), out, trials=1, progress=False)
+    # SB3 steps the env train_freq steps at a time, so it may pass the budget by fewer.
+    freq = config.training.train_freq
+    assert trained and all(b == 75 and 75 <= n < 75 + freq for b, n in trained)
+    assert summary["trial_timesteps"] == {"asked": 120, "trained": 75}
+    best = resolve_experiment(file=out / "best_config.yaml")
+    assert best.training.total_timesteps == config.training.total_timesteps == 150
+    assert best.training.tensorboard_log == config.training.tensorboard_log
+    # A budget below one evaluation could never be scored: refused before any trial.
+    short = resolve_experiment(
+        file=search_file, overrides={"search": {"trial_timesteps": 50}}, default_preset="short"
+    )
+    with pytest.raises(UserError, match=r"search.trial_timesteps 50 is below "
+                       r"training.eval_every_steps 75"):  # fmt: skip
+        tune_rl.run_rl_search(short, _datasets(short), tmp_path / "short", trials=1)
 
 
 def _space(space: dict[str, object]) -> dict[str, object]:

@@ -97,12 +97,18 @@ class SearchConfig(ConfigModel):
     sampler: Literal["tpe", "random"] = "tpe"
     """Optuna sampler: TPE (Bergstra et al. 2011) or uniform random; seeded by the run seed."""
     pruner: Literal["median", "none"] = "median"
-    """Stop a trial whose running mean over windows is below the median of earlier trials
-    at the same window (Optuna ``MedianPruner``), or never prune."""
+    """Stop a trial whose running objective (RL: reported after every validation evaluation
+    and after each window) is below the median of earlier trials at the same point (Optuna
+    ``MedianPruner``), or never prune."""
+    prune_warmup_evaluations: NonNegInt = 0
+    """RL: validation evaluations of each inner window that are reported but never pruned
+    on (the first evaluations of a young policy say little about its last)."""
     trial_timesteps: PosInt | None = None
     """SAC steps of each trial (RL; ``null``: the config's ``training.total_timesteps``). A
     shorter budget ranks configurations at lower cost (a low-fidelity search); the best
-    config keeps the config's own ``total_timesteps`` for the main job."""
+    config keeps the config's own ``total_timesteps`` for the main job. Trials stop at the
+    last validation evaluation within the budget (a multiple of
+    ``training.eval_every_steps``): later steps cannot change the objective."""
     startup_trials: NonNegInt = 3
     """Trials run in full before the pruner and TPE start using the history."""
     tuning_trials: NonNegInt = 0

@@ -46,7 +46,7 @@ from backend.evaluation import report as reports
 from backend.models.feature_extractors import encoder_names
 from backend.models.pretrained import PretrainedUse
 from backend.training import walk_forward_runner as runner
-from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT
+from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT, reuse_pools
 from backend.training.train import resolve_data_dir
 from backend.training.walk_forward import (
     InsufficientDataError,
@@ -662,7 +662,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     config = resolve_cli_config(args)
     check_pretrained_variants(args, config)
     if is_ground_truth_run(args, config):
-        return run_ground_truth(args)
+        with reuse_pools():  # the three markets' jobs share one pool of started workers
+            return run_ground_truth(args)
     spec, data_dir, synthetic = _spec_from_args(args)
     return _run_one(args, spec, data_dir, synthetic, spec.preset)
 

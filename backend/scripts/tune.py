@@ -21,12 +21,16 @@ track: best validation Sharpe, the early-stopping criterion; mean over windows).
 trial, and no choice between trials, ever depends on a bar the final report tests on
 (``tests/test_tune.py`` poisons those bars with NaN and gets the same search).
 
-Pruning: at every validation evaluation (the early-stopping callback's) and after each
-inner window the trial's running mean is reported; the median pruner stops a trial below
-the median of earlier trials at that point. ``search.trial_timesteps`` trains trials on a
-shorter budget than the main job (a low-fidelity search); the best config keeps the
-config's own. The final report is the
-main job's, run once with the chosen config; its deflated Sharpe ratio counts the trials.
+Pruning: after every validation evaluation (``ValidationEarlyStopping``'s
+``callback_after_eval`` hook) and after each inner window the trial's running objective is
+reported; the median pruner (``search.pruner``) stops a trial below the median of earlier
+trials at that point, from inside training, once ``search.prune_warmup_evaluations`` of the
+window are past. Pruned trials are stored as PRUNED in ``study.db`` and counted in
+``search.tuning_trials``. ``search.trial_timesteps`` trains trials on a shorter budget than
+the main job (a low-fidelity search), rounded down to the last validation evaluation (later
+steps cannot change the objective); the best config keeps the config's own
+``training.total_timesteps``. The final report is the main job's, run once with the chosen
+config; its deflated Sharpe ratio counts the trials.
 """
 
 from __future__ import annotations

@@ -35,7 +35,14 @@ from backend.training.train import train_on_range
 from backend.training.walk_forward_runner import derive_seed
 from backend.utils.config_model import ConfigError
 
-__all__ = ["apply_params", "rl_objective", "run_rl_search", "tuning_region"]
+__all__ = [
+    "PruneOnValidation",
+    "apply_params",
+    "rl_objective",
+    "run_rl_search",
+    "trial_timesteps",
+    "tuning_region",
+]
 
 
 def apply_params(config: ExperimentConfig, params: Mapping[str, Any]) -> ExperimentConfig:
@@ -66,44 +73,68 @@ def tuning_region(datasets: Sequence[SymbolDataset], config: ExperimentConfig) -
     return TuningRegion(cut, kept, windows)
 
 
+def trial_timesteps(config: ExperimentConfig) -> tuple[int, int]:
+    """``(asked, trained)`` SAC steps of a trial of ``config``.
+
+    ``asked`` is ``search.trial_timesteps`` (else ``training.total_timesteps``); ``trained``
+    rounds it down to the last validation evaluation, a multiple of
+    ``training.eval_every_steps``: the objective is the best validation Sharpe, so steps
+    after the last evaluation cannot change it (same seed, same values, less time).
+
+    Raises:
+        ConfigError: when the budget is below one evaluation (the trial could not be scored).
+    """
+    asked = config.search.trial_timesteps or config.training.total_timesteps
+    every = config.training.eval_every_steps
+    trained = asked // every * every
+    if trained == 0:
+        field = (
+            "search.trial_timesteps"
+            if config.search.trial_timesteps
+            else "training.total_timesteps"
+        )
+        raise ConfigError(
+            f"{field} {asked} is below training.eval_every_steps {every}: a trial would "
+            "never be evaluated on validation; raise the budget or evaluate more often"
+        )
+    return asked, trained
+
+
 def _trial_config(config: ExperimentConfig, params: Mapping[str, Any]) -> ExperimentConfig:
     cfg = apply_params(config, params)
-    # Trials log nothing to TensorBoard (the search's record is the study) and train for the
-    # search's budget when it sets one.
-    steps = config.search.trial_timesteps or cfg.training.total_timesteps
+    # The search's own budget (``search`` cannot be searched, so read it from either).
+    _, steps = trial_timesteps(cfg)
+    # Trials log nothing to TensorBoard: the search's record is the study.
     training = cfg.training.replace(tensorboard_log=None, total_timesteps=steps)
     return cfg.model_copy(update={"training": training})
 
 
-class _PruneOnValidation(BaseCallback):
-    """Report the running objective at each validation evaluation; prune when told.
+class PruneOnValidation(BaseCallback):
+    """After each validation evaluation: report the running objective; prune when told.
 
-    The evaluations are the early-stopping callback's own (the objective's figure): it is
-    found in the callback list SB3 passes through ``locals``; without it (another trainer)
-    pruning falls back to once per window.
+    Hooked into ``ValidationEarlyStopping`` as its ``callback_after_eval`` (``parent``), so
+    the figure reported is the early-stopping criterion itself (best smoothed validation
+    Sharpe so far), averaged with the windows already done. The first ``warmup``
+    evaluations of a window are reported but never pruned on. Steps are
+    ``window * 10_000 + evaluation`` so that trials are compared at the same window.
     """
 
-    def __init__(self, trial: Any, done: Sequence[float], window: int, every: int) -> None:
+    def __init__(self, trial: Any, done: Sequence[float], window: int, warmup: int = 0) -> None:
         super().__init__()
-        self.trial, self.done, self.window, self.every = trial, list(done), window, every
+        self.trial, self.done, self.window, self.warmup = trial, list(done), window, warmup
         self.evaluations = 0
-
-    def _early_stopping(self) -> ValidationEarlyStopping | None:
-        callbacks = getattr(self.locals.get("callback"), "callbacks", [])
-        return next((c for c in callbacks if isinstance(c, ValidationEarlyStopping)), None)
 
     def _on_step(self) -> bool:
         import optuna
 
-        if self.n_calls % self.every != 0:
-            return True
-        stopping = self._early_stopping()
-        if stopping is None or not np.isfinite(stopping.best_sharpe):
-            return True
+        stopping = self.parent
+        assert isinstance(stopping, ValidationEarlyStopping), "hook it as callback_after_eval"
         self.evaluations += 1
+        if not np.isfinite(stopping.best_sharpe):
+            return True
         running = float(np.mean([*self.done, stopping.best_sharpe]))
         self.trial.report(running, step=self.window * 10_000 + self.evaluations)
-        if self.trial.should_prune():
+        if self.evaluations > self.warmup and self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned in window {self.window} after {self.evaluations} evaluation(s): "
                 f"running mean {running:.4g}"
@@ -116,27 +147,25 @@ def rl_objective(
 ) -> tuple[float, list[float]]:
     """Mean best validation Sharpe of ``params`` over the inner windows (and each window's).
 
-    Reports the running mean after each window to ``trial`` and raises ``TrialPruned`` when
-    the pruner says so.
+    With a ``trial``, reports the running mean after every validation evaluation
+    (:class:`PruneOnValidation`) and after each window, and raises ``TrialPruned`` when the
+    pruner says so.
     """
     import optuna
 
     cfg = _trial_config(config, params)
+    warmup = config.search.prune_warmup_evaluations
     values: list[float] = []
     for k, window in enumerate(region.windows):
         per_symbol = []
         for ds in region.datasets:
             seed = derive_seed(config.training.seed, k, f"tune:{ds.symbol}")
             job = cfg.model_copy(update={"training": cfg.training.replace(seed=seed)})
-            extra = (
-                [_PruneOnValidation(trial, values, k, job.training.eval_every_steps)]
-                if trial is not None
-                else []
-            )
+            hook = PruneOnValidation(trial, values, k, warmup) if trial is not None else None
             try:
                 fit = (pd.Timestamp(window["fit"][0]), pd.Timestamp(window["fit"][1]))
                 val = (pd.Timestamp(window["val"][0]), pd.Timestamp(window["val"][1]))
-                result = train_on_range(ds, fit, val, job, callbacks=extra)
+                result = train_on_range(ds, fit, val, job, after_eval=hook)
             except optuna.TrialPruned:
                 trial.set_user_attr("window_values", values)
                 raise
@@ -167,6 +196,10 @@ def run_rl_search(
     import optuna
 
     check_space(config, apply_params)
+    try:
+        asked, trained = trial_timesteps(config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
     region = tuning_region(datasets, config)
     out.mkdir(parents=True, exist_ok=True)
     if (out / STUDY_FILE).exists():
@@ -185,5 +218,14 @@ def run_rl_search(
     wall = time.perf_counter() - started
     load_after = os.getloadavg()
     return write_outputs(
-        out, config, study, region, wall, load_before, load_after, track="rl", apply=apply_params
+        out,
+        config,
+        study,
+        region,
+        wall,
+        load_before,
+        load_after,
+        track="rl",
+        apply=apply_params,
+        extra={"trial_timesteps": {"asked": asked, "trained": trained}},
     )

@@ -249,8 +249,11 @@ def write_outputs(
     track: str,
     apply: Any,
     run_command: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the search's files and return the summary (``tune.json``).
+
+    ``extra`` adds track-specific entries (the RL trials' step budget).
 
     ``best_config.yaml`` is ``apply(config, best params)`` with ``search.tuning_trials`` set
     to the number of trials; ``history.png`` plots every trial.
@@ -284,6 +287,7 @@ def write_outputs(
             "first_test_session_excluded": region.first_test,
             "inner_windows": region.windows,
         },
+        **(extra or {}),
         "trials": rows,
         "wall_s": wall,
         "loadavg_before": list(load_before),

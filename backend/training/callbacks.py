@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, EventCallback
 
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.evaluation.metrics import BARS_PER_YEAR, sharpe_ratio
@@ -110,7 +110,7 @@ class TradingMetricsCallback(BaseCallback):
         self.logger.record("encoder/attention_entropy", entropy)
 
 
-class ValidationEarlyStopping(BaseCallback):
+class ValidationEarlyStopping(EventCallback):
     """Validation Sharpe every ``eval_every_steps``; keep the best weights; stop on a plateau.
 
     The validation env must run the whole segment in one episode (``episode_sessions=0``,
@@ -129,6 +129,10 @@ class ValidationEarlyStopping(BaseCallback):
     policy (actor, critic and target critic; the optimiser states and the entropy
     coefficient stay as they ended, they do not affect ``predict``).
 
+    ``callback_after_eval`` runs after every evaluation (SB3 ``EvalCallback``'s hook), with
+    this callback as its ``parent``: the tuner reports :attr:`best_sharpe` to Optuna there
+    and prunes a trial from inside ``learn()``. Returning False stops training.
+
     Args:
         val_env: The validation env (not vectorized).
         eval_every_steps: Callback calls (= env steps with one env) between evaluations.
@@ -138,6 +142,7 @@ class ValidationEarlyStopping(BaseCallback):
         periods_per_year: Annualization factor of the per-step returns.
         best_model_path: Optional file for ``model.save`` of each new best.
         restore_best: Load the best weights when training ends.
+        callback_after_eval: Called after every evaluation (``parent`` is this callback).
         verbose: SB3 verbosity.
 
     Raises:
@@ -155,9 +160,10 @@ class ValidationEarlyStopping(BaseCallback):
         periods_per_year: float = BARS_PER_YEAR,
         best_model_path: str | Path | None = None,
         restore_best: bool = True,
+        callback_after_eval: BaseCallback | None = None,
         verbose: int = 0,
     ) -> None:
-        super().__init__(verbose)
+        super().__init__(callback_after_eval, verbose=verbose)
         if val_env.config.episode_sessions != 0:
             raise ValueError(
                 "val_env must cover the whole validation segment: episode_sessions=0, got "
@@ -246,6 +252,8 @@ class ValidationEarlyStopping(BaseCallback):
                 f"step {self.num_timesteps}: val Sharpe {sharpe:.3f} "
                 f"(best {self.best_sharpe:.3f} at {self.best_step})"
             )
+        if self.callback is not None and not self._on_event():
+            return False
         if self.evals_without_improvement >= self.early_stop_window:
             self.stopped_early = True
             return False

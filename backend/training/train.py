@@ -188,6 +188,7 @@ def train_on_range(
     best_model_path: str | Path | None = None,
     attention_probe_every: int = 1_000,
     callbacks: Sequence[BaseCallback] = (),
+    after_eval: BaseCallback | None = None,
     unseen: dict[str, SessionSpan] | None = None,
 ) -> TrainResult:
     """Train one model on ``fit_sessions``, early-stopped on ``val_sessions``.
@@ -203,6 +204,8 @@ def train_on_range(
         best_model_path: Also ``model.save`` each new best validation model there.
         attention_probe_every: Steps between attention-entropy probes (Transformer only).
         callbacks: Extra callbacks, run after the built-in ones.
+        after_eval: Called after every validation evaluation, its ``parent`` the early
+            stopping callback (the tuner's pruning hook).
         unseen: Further named session ranges a pretrained trunk must not have learned
             from (the walk-forward job passes its test range); the validation range is
             always checked.
@@ -278,6 +281,7 @@ def train_on_range(
         smoothing=settings.early_stop_smoothing,
         best_model_path=best_model_path,
         restore_best=settings.checkpoint == "best",
+        callback_after_eval=after_eval,
     )
     metrics_cb = TradingMetricsCallback(
         reward_scale=config.reward.scale, attention_probe_every=attention_probe_every
