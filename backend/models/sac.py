@@ -35,7 +35,8 @@ resolve to mode-caching policies (``set_training_mode`` walks every submodule on
 changes), an action is drawn in closed form instead of through distribution objects, and
 under a critic-trained shared encoder the actor phase computes the (detached) features of a
 batch once and feeds them to both the actor head and the Q heads, which SB3 would compute
-twice with the same weights.
+twice with the same weights; in every layout the actor loss's critic features carry no
+gradient (SB3 back-propagates into a separate critic's encoder and discards the result).
 """
 
 from __future__ import annotations
@@ -311,24 +312,34 @@ class YoopSAC(SAC):
     def _actor_q(self, obs: Any) -> tuple[th.Tensor, th.Tensor, list[th.Tensor]]:
         """Reparameterised action, its log-prob, and the online critic's Q of that action.
 
-        Under a critic-trained shared encoder the features are detached (the actor loss
-        must not move the representation) and computed once: actor and critic share the
-        extractor, and ``ContinuousCritic.forward`` would run it again on the same batch
-        with the same weights and no gradient.
+        The actor loss needs only dQ/da from the critic: SB3 evaluates ``critic(obs, a)``
+        with gradients into a separate critic's encoder (a backward whose gradients the
+        next ``zero_grad`` discards) and re-runs a shared extractor that the actor pass has
+        just run. Here the critic's features carry no gradient: a separate critic's are
+        computed under ``no_grad``, a shared extractor's are the actor pass's own features,
+        detached (``ContinuousCritic.forward`` detaches them too). The actor's gradients are
+        SB3's (``tests/test_sac_update_math.py``). Under a critic-trained shared encoder the
+        actor's features are detached as well: the actor loss must not move the
+        representation. gSDE keeps SB3's path.
         """
-        if not self.critic_trains_shared_encoder:
-            actions, log_prob = self.actor.action_log_prob(obs)
-            return actions, log_prob, list(self.critic(obs, actions))
-        actor = self.actor
-        with th.no_grad():
+        actor, critic = self.actor, self.critic
+        if actor.use_sde:
+            actions, log_prob = actor.action_log_prob(obs)
+            return actions, log_prob, list(critic(obs, actions))
+        shared = bool(self.policy.share_features_extractor)
+        with th.set_grad_enabled(th.is_grad_enabled() and not self.critic_trains_shared_encoder):
             features = actor.extract_features(obs, actor.features_extractor)
         latent_pi = actor.latent_pi(features)
         mean_actions = actor.mu(latent_pi)
         log_std = th.clamp(actor.log_std(latent_pi), LOG_STD_MIN, LOG_STD_MAX)  # type: ignore[operator]
-        # gSDE is rejected with this mode in _setup_model: the dist is the squashed Gaussian.
         actions, log_prob = actor.action_dist.log_prob_from_params(mean_actions, log_std)  # type: ignore[call-arg]
-        q_input = th.cat([features, actions], dim=1)
-        return actions, log_prob, [q_net(q_input) for q_net in self.critic.q_networks]
+        if shared:
+            critic_features = features.detach()
+        else:
+            with th.no_grad():
+                critic_features = critic.extract_features(obs, critic.features_extractor)
+        q_input = th.cat([critic_features, actions], dim=1)
+        return actions, log_prob, [q_net(q_input) for q_net in critic.q_networks]
 
     def _extractor_params(self, module: nn.Module) -> list[nn.Parameter]:
         extractor = getattr(module, self._EXTRACTOR, None)
