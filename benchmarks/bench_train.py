@@ -316,8 +316,11 @@ def spawn_case(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 def case_name(mode: str, shared: bool, engine: str = "yoop") -> str:
-    """Key of a case in the JSON: ``baseline``, ``<mode>.<layout>`` (YoopSAC) or
-    ``<mode>.<layout>.sb3`` (plain SB3 SAC, same extractor), layout ``separate``/``shared``."""
+    """Key of a case: ``baseline``, ``<mode>.<layout>`` or ``<mode>.<layout>.sb3``.
+
+    ``layout`` is ``separate`` or ``shared``; ``.sb3`` marks plain SB3 SAC with the same
+    extractor (the other cases are YoopSAC).
+    """
     if mode == BASELINE:
         return BASELINE
     name = f"{mode}.{'shared' if shared else 'separate'}"
