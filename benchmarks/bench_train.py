@@ -13,6 +13,10 @@ env defaults of ``backend.training.train``):
   SB3's default network on the flat ``{"features", "account"}`` env; only the batch size,
   ``learning_starts``, buffer size, ``train_freq=1`` and ``gradient_steps=1`` are set to the
   same values as the YoopSAC cases;
+* ``<mode>.separate.sb3`` / ``<mode>.shared.sb3``: plain SB3 ``SAC("MultiInputPolicy")``
+  with the policy kwargs (extractor, heads, AdamW) and sizes of the YoopSAC case, run right
+  after it; ``summary.yoop_vs_sb3`` has ``yoop_steps_per_s``, ``sb3_steps_per_s`` and
+  ``ratio`` per case (issue 10's target: ratio >= 1.5);
 * ``<mode>.separate`` / ``<mode>.shared``: :class:`~backend.models.sac.YoopSAC` built by
   ``backend.training.train.build_model`` with ``TrainingSettings`` defaults (net_arch
   256-256, AdamW, window T=64 for sequence encoders) and ``share_features_extractor``
@@ -196,6 +200,27 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
             device=settings.device,
             verbose=0,
         )
+    elif spec.get("engine", "yoop") == "sb3":
+        # Plain SB3 SAC with the very extractor, heads, optimiser and sizes build_model
+        # gives YoopSAC (a shared extractor is then trained by the actor loss, SB3's way).
+        reference = build_model(env, config, tensorboard_log=None)
+        model = SAC(
+            "MultiInputPolicy",
+            env,
+            learning_rate=settings.learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=settings.learning_starts,
+            batch_size=settings.batch_size,
+            tau=settings.tau,
+            gamma=settings.gamma,
+            train_freq=1,
+            gradient_steps=1,
+            policy_kwargs=dict(reference.policy_kwargs),
+            seed=settings.seed,
+            device=settings.device,
+            verbose=0,
+        )
+        del reference
     else:
         model = build_model(env, config, tensorboard_log=None)
 
@@ -219,6 +244,7 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
     rss_after = _maxrss_mib()
     result: dict[str, Any] = {
         "mode": mode,
+        "engine": "sb3" if mode == BASELINE else spec.get("engine", "yoop"),
         "shared": bool(spec["shared"]),
         "steps": spec["steps"],
         "replay_buffer_size": buffer_size,
@@ -289,11 +315,16 @@ def spawn_case(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     return result
 
 
-def case_name(mode: str, shared: bool) -> str:
-    """Key of a case in the JSON: ``baseline``, ``<mode>.separate`` or ``<mode>.shared``."""
+def case_name(mode: str, shared: bool, engine: str = "yoop") -> str:
+    """Key of a case: ``baseline``, ``<mode>.<layout>`` or ``<mode>.<layout>.sb3``.
+
+    ``layout`` is ``separate`` or ``shared``; ``.sb3`` marks plain SB3 SAC with the same
+    extractor (the other cases are YoopSAC).
+    """
     if mode == BASELINE:
         return BASELINE
-    return f"{mode}.{'shared' if shared else 'separate'}"
+    name = f"{mode}.{'shared' if shared else 'separate'}"
+    return f"{name}.sb3" if engine == "sb3" else name
 
 
 def git_commit() -> dict[str, Any]:
@@ -365,6 +396,22 @@ def summarise(cases: dict[str, dict[str, Any]], modes: list[str]) -> dict[str, A
             ),
         }
     summary["sharing_shared_over_separate"] = sharing
+    # Issue 10's figure: YoopSAC against plain SB3 SAC with the same extractor and sizes,
+    # in the separate layout (the same algorithm; SB3's shared extractor is trained by
+    # the actor loss, YoopSAC's by the critic's, so "shared" compares two algorithms).
+    versus: dict[str, Any] = {}
+    for mode in modes:
+        for shared in (False, True):
+            yoop = cases.get(case_name(mode, shared))
+            sb3 = cases.get(case_name(mode, shared, "sb3"))
+            if yoop is None or sb3 is None:
+                continue
+            versus[case_name(mode, shared)] = {
+                "yoop_steps_per_s": r2(yoop["steps_per_second"]),
+                "sb3_steps_per_s": r2(sb3["steps_per_second"]),
+                "ratio": r2(yoop["steps_per_second"] / sb3["steps_per_second"]),
+            }
+    summary["yoop_vs_sb3"] = versus
     if any("cuda_max_memory_allocated_mib" in c for c in cases.values()):
         summary["cuda_max_memory_allocated_mib"] = {
             k: round(c.get("cuda_max_memory_allocated_mib", 0.0), 1) for k, c in cases.items()
@@ -405,6 +452,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--no-shared", action="store_true", help="skip the share_features_extractor=True cases"
+    )
+    parser.add_argument(
+        "--no-sb3",
+        action="store_true",
+        help="skip the plain-SB3 cases (SB3 SAC with the same extractor as each YoopSAC case)",
     )
     parser.add_argument(
         "--quick",
@@ -452,20 +504,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "threads": args.threads,
         "device": args.device,
     }
-    plan: list[tuple[str, bool]] = []
+    plan: list[tuple[str, bool, str]] = []
+    engines = ("yoop",) if args.no_sb3 else ("yoop", "sb3")
     for mode in args.mode_list:
-        plan.append((mode, False))
-        if not args.no_shared:
-            plan.append((mode, True))
+        for shared in (False,) if args.no_shared else (False, True):
+            plan.extend((mode, shared, engine) for engine in engines)  # interleaved pairs
 
     load_start = _load_1m()
     started = time.perf_counter()
     runs: dict[str, list[dict[str, Any]]] = {}
 
-    def do(mode: str, shared: bool) -> None:
-        name = case_name(mode, shared)
+    def do(mode: str, shared: bool, engine: str = "yoop") -> None:
+        name = case_name(mode, shared, engine)
         print(f"[bench_train] {name} ...", file=sys.stderr, flush=True)
-        spec = {**common, "mode": mode, "shared": shared}
+        spec = {**common, "mode": mode, "shared": shared, "engine": engine}
         if mode == BASELINE:
             spec["steps"] = max(args.steps, args.baseline_steps)
         result = spawn_case(spec, args.child_timeout)
@@ -479,8 +531,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     for _ in range(args.repeats):
         do(BASELINE, False)
-        for mode, shared in plan:
-            do(mode, shared)
+        for mode, shared, engine in plan:
+            do(mode, shared, engine)
     do(BASELINE, False)  # bracket the cases: a load change shows as baseline spread
 
     cases = {name: _best(r) for name, r in runs.items()}
@@ -517,6 +569,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "config": {
             "modes": args.mode_list,
             "shared_cases": not args.no_shared,
+            "sb3_cases": not args.no_sb3,
             "steps_timed": args.steps,
             "steps_timed_baseline": max(args.steps, args.baseline_steps),
             "warmup_gradient_steps": args.warmup,

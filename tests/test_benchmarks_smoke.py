@@ -50,7 +50,8 @@ def test_bench_env_smallest(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_train_quick(tmp_path: Path) -> None:
-    # One sequence encoder, separate and shared, plus the baseline twice: four children.
+    # One sequence encoder, separate and shared, YoopSAC and plain SB3, plus the baseline
+    # twice: six children.
     out = tmp_path / "bench_train.json"
     result = _load("bench_train").main(
         ["--steps", "20", "--quick", "--modes", "lstm", "--out", str(out)]
@@ -58,7 +59,15 @@ def test_bench_train_quick(tmp_path: Path) -> None:
     assert json.loads(out.read_text()) == result
     assert result["benchmark"] == "bench_train"
     assert "reference" in result and "baseline" in result["reference"]
-    cases = {"baseline", "lstm.separate", "lstm.shared"}
+    cases = {"baseline", "lstm.separate", "lstm.shared", "lstm.separate.sb3", "lstm.shared.sb3"}
+    versus = result["summary"]["yoop_vs_sb3"]
+    assert set(versus) == {"lstm.separate", "lstm.shared"}
+    for row in versus.values():
+        assert row["ratio"] == pytest.approx(
+            row["yoop_steps_per_s"] / row["sb3_steps_per_s"], rel=0.02
+        )
+    assert result["cases"]["lstm.separate.sb3"]["engine"] == "sb3"
+    assert result["cases"]["lstm.separate"]["engine"] == "yoop"
     assert set(result["cases"]) == cases
     assert result["cases"]["baseline"]["runs"] == 2  # bracketing the other cases
 
