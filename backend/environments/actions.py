@@ -53,8 +53,3 @@ def actions_to_targets(actions: np.ndarray, config: EnvConfig) -> np.ndarray:
     if config.long_only:
         a = 0.5 * (a + 1.0)
     return a * config.max_position
-
-
-def apply_deadbands(targets: np.ndarray, positions: np.ndarray, deadband: float) -> np.ndarray:
-    """:func:`apply_deadband` elementwise on arrays of targets and positions."""
-    return np.where(np.abs(targets - positions) < deadband, positions, targets)

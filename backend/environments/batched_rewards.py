@@ -228,13 +228,14 @@ class BatchedDSR(_BatchedMovingMoments):
     def step(self, net_return: np.ndarray, trade_cost: np.ndarray) -> np.ndarray:
         """``DifferentialSharpeRatio.step`` on arrays, same operation order."""
         r = net_return
+        r2 = r * r
         a_prev, b_prev = self._estimates()
         d_a = r - a_prev
-        d_b = r * r - b_prev
-        variance = b_prev - a_prev * a_prev
-        variance = np.where(variance < self.eps, self.eps, variance)
+        d_b = r2 - b_prev
+        # The scalar ``if variance < eps: variance = eps`` (NaN stays NaN either way).
+        variance = np.maximum(b_prev - a_prev * a_prev, self.eps)
         dsr = (b_prev * d_a - 0.5 * a_prev * d_b) / (variance * np.sqrt(variance))
-        self._update(r, r * r)
+        self._update(r, r2)
         return self._after_warmup(dsr)
 
 

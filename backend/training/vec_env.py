@@ -39,10 +39,10 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 
 from backend.data_download.market_arrays import MarketArrays
-from backend.environments.actions import actions_to_targets, apply_deadbands
+from backend.environments.actions import actions_to_targets
 from backend.environments.batched_rewards import BatchedDSR, MovingMoments, batched_reward
 from backend.environments.env_config import EnvConfig
-from backend.environments.intraday_env import INFO_KEYS, IntradayTradingEnv
+from backend.environments.intraday_env import IntradayTradingEnv
 from backend.environments.rewards import RewardConfigBase
 
 _BATCH_STATE_ATTRS = ("current_bar", "episode_end_bar")
@@ -136,7 +136,12 @@ class BatchedIntradayVecEnv(VecEnv):
         self._actions = np.asarray(actions)
 
     def step_wait(self) -> VecEnvStepReturn:
-        """Step every env once; finished envs are reset (``terminal_observation`` kept)."""
+        """Step every env once; finished envs are reset (``terminal_observation`` kept).
+
+        Each value is computed with the single env's floating-point operations in its
+        order; shared subexpressions are computed once and branches of the scalar code that
+        no env takes this step (the deadband, the flatten, ruin) are skipped.
+        """
         if not self._started:
             raise RuntimeError("step() called before reset()")
         n = self.num_envs
@@ -149,22 +154,26 @@ class BatchedIntradayVecEnv(VecEnv):
             raise ValueError(f"action of env {bad}: must be finite, got {a[bad]}")
         t1 = self._t + 1
         p_old = self._position
-        target = apply_deadbands(actions_to_targets(a, self.config), p_old, self._deadband)
+        target = actions_to_targets(a, self.config)
         delta = np.abs(target - p_old)
-        gap = self._gap[t1]
-        intraday = self._intraday[t1]
+        kept = delta < self._deadband  # apply_deadband: keep the position, trade nothing
+        if kept.any():
+            target = np.where(kept, p_old, target)
+            delta = np.where(kept, 0.0, delta)  # = |p_old - p_old|
+        gap_growth = 1.0 + p_old * self._gap[t1]
+        bar_growth = 1.0 + target * self._intraday[t1]
         e0 = self._equity
 
-        e_open = e0 * (1.0 + p_old * gap)
+        e_open = e0 * gap_growth
         cost_open = self._cost_rate * delta * np.maximum(e_open, 0.0)
-        e_open = e_open - cost_open
+        e_open -= cost_open
         new_position = (p_old == 0.0) | ((target > 0.0) != (p_old > 0.0))
         entry = np.where(target == 0.0, 0.0, np.where(new_position, e_open, self._entry))
 
-        e1 = e_open * (1.0 + target * intraday)
+        e1 = e_open * bar_growth
         turnover = delta
         position = target
-        cost_close = np.zeros(n)
+        cost = cost_open + 0.0
         if self._flatten:
             flat = self._is_last[t1] & (target != 0.0)
             if flat.any():
@@ -172,13 +181,14 @@ class BatchedIntradayVecEnv(VecEnv):
                     flat, self._cost_rate * np.abs(target) * np.maximum(e1, 0.0), 0.0
                 )
                 e1 = e1 - cost_close
+                cost = cost_open + cost_close
                 turnover = np.where(flat, turnover + np.abs(target), turnover)
                 position = np.where(flat, 0.0, target)
                 entry = np.where(flat, 0.0, entry)
 
         net_return = e1 / e0 - 1.0
-        gross_return = (1.0 + p_old * gap) * (1.0 + target * intraday) - 1.0
-        trade_cost = (cost_open + cost_close) / e0
+        gross_return = gap_growth * bar_growth - 1.0
+        trade_cost = cost / e0
         reward = self._reward.step(net_return, trade_cost)
         moments: BatchedDSR | MovingMoments
         if self._info_moments is None:
@@ -192,37 +202,65 @@ class BatchedIntradayVecEnv(VecEnv):
         self._position = position
         self._equity = e1
         self._entry = entry
-        terminated = (e1 < self._ruin_level) | (e1 <= 0.0)
+        # e1 < ruin covers e1 <= 0 whenever the ruin level is above 0.
+        terminated = e1 < self._ruin_level if self._ruin_level > 0.0 else e1 <= 0.0
         truncated = t1 >= self._end
         dones = terminated | truncated
 
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.minimum(np.maximum((e1 - entry) / e1, -1.0), 1.0)
-        unrealized = np.where(
-            (position == 0.0) | (e1 <= 0.0), np.where(position == 0.0, 0.0, -1.0), ratio
-        )
+        # Unrealized PnL: 0 when flat, -1 when wiped out, else the clipped ratio.
+        open_position = position != 0.0
+        ratio = np.divide(e1 - entry, e1, out=np.zeros(n), where=open_position & (e1 > 0.0))
+        unrealized = np.minimum(np.maximum(ratio, -1.0), 1.0)
+        any_done = bool(dones.any())
+        if any_done and terminated.any():
+            unrealized[open_position & (e1 <= 0.0)] = -1.0
         obs = self._observations(t1, position, unrealized)
 
-        columns = (
-            e1.tolist(),
-            position.tolist(),
-            target.tolist(),
-            trade_cost.tolist(),
-            net_return.tolist(),
-            gross_return.tolist(),
-            turnover.tolist(),
-            moments.A.tolist(),
-            moments.B.tolist(),
-            self._timestamps[t1].tolist(),
-            t1.tolist(),
-        )
-        time_limit = (truncated & ~terminated).tolist()
-        infos: list[dict[str, Any]] = []
-        for i, row in enumerate(zip(*columns, strict=True)):
-            info = dict(zip(INFO_KEYS, row, strict=True))
-            info["TimeLimit.truncated"] = time_limit[i]
-            infos.append(info)
-        if dones.any():
+        infos = [
+            {
+                "equity": equity,
+                "position": pos,
+                "target": tgt,
+                "trade_cost": cst,
+                "net_return": net,
+                "gross_return": gross,
+                "turnover": turn,
+                "dsr_A": dsr_a,
+                "dsr_B": dsr_b,
+                "timestamp": stamp,
+                "bar": bar,
+                "TimeLimit.truncated": time_limit,
+            }
+            for (
+                equity,
+                pos,
+                tgt,
+                cst,
+                net,
+                gross,
+                turn,
+                dsr_a,
+                dsr_b,
+                stamp,
+                bar,
+                time_limit,
+            ) in zip(
+                e1.tolist(),
+                position.tolist(),
+                target.tolist(),
+                trade_cost.tolist(),
+                net_return.tolist(),
+                gross_return.tolist(),
+                turnover.tolist(),
+                moments.A.tolist(),
+                moments.B.tolist(),
+                self._timestamps[t1].tolist(),
+                t1.tolist(),
+                (truncated & ~terminated).tolist(),
+                strict=True,
+            )
+        ]
+        if any_done:
             for i in np.flatnonzero(dones).tolist():
                 infos[i]["terminal_observation"] = {
                     key: value[i].copy() for key, value in obs.items()
