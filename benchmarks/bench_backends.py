@@ -146,9 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ratios = {
         "sb3_mlp_over_yoop_manual": paired("sb3_mlp", "yoop_manual"),
         "sbx_mlp_over_yoop_manual": paired("sbx_mlp", "yoop_manual"),
-        "compiled_over_eager_transformer": paired(
-            "yoop_transformer_compiled", "yoop_transformer"
-        ),
+        "compiled_over_eager_transformer": paired("yoop_transformer_compiled", "yoop_transformer"),
     }
     for case, value in steps_per_s.items():
         print(f"[bench_backends] {case}: {value:.1f} env-steps/s", flush=True)
