@@ -200,3 +200,23 @@ def test_bench_pretrained_quick(tmp_path: Path) -> None:
     assert [r["repeat"] for r in result["runs"]["manual"]] == [0, 1]
     assert len(result["cases"]["transformer_frozen"]["over_manual_per_repeat"]) == 2
     assert result["target_frozen_over_manual"] == 0.8
+
+
+@pytest.mark.slow
+def test_bench_backends_quick(tmp_path: Path) -> None:
+    out = tmp_path / "bench_backends.json"
+    result = _load("bench_backends").main(
+        ["--steps", "20", "--rounds", "2", "--no-compile", "--json", str(out)]
+    )
+    assert json.loads(out.read_text()) == result
+    measured = set(result["steps_per_s"])
+    assert {"yoop_manual", "sb3_mlp", "yoop_transformer"} <= measured
+    assert measured | set(result["skipped"]) == {
+        "yoop_manual",
+        "sb3_mlp",
+        "sbx_mlp",
+        "yoop_transformer",
+    }
+    assert all(_positive(v) for v in result["steps_per_s"].values())
+    assert all(len(r) == 2 for r in result["runs_steps_per_s"].values())
+    assert _positive(result["paired_ratios"]["sb3_mlp_over_yoop_manual"])
