@@ -120,6 +120,7 @@ def _assert_same_as_single_envs(
         obs_b, rew_b, done_b, info_b = batched.step(actions)
         obs_r, rew_r, done_r, info_r = reference.step(actions)
         _assert_obs_equal(obs_b, obs_r)
+        assert all(v.flags.c_contiguous and v.flags.owndata for v in obs_b.values())
         assert rew_b.dtype == rew_r.dtype
         np.testing.assert_array_equal(rew_b, rew_r)
         np.testing.assert_array_equal(done_b, done_r)

@@ -31,6 +31,7 @@ from typing import Any, cast
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
+from numpy.lib.stride_tricks import sliding_window_view
 from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnv,
     VecEnvIndices,
@@ -91,9 +92,12 @@ class BatchedIntradayVecEnv(VecEnv):
         self._sequence = template._sequence
         self._seq_len = template._seq_len
         if self._sequence:
-            self._window_src = template._window_src
-            self._mask_src = template._mask_src
-            self._offsets = np.arange(self._seq_len, dtype=np.int64)
+            # Row t of these read-only views is the window of bar t (rows t-T+1..t of the
+            # padded sources): gathering N of them copies N blocks, ~4x faster than an
+            # (N, T) fancy index of single rows at N=64, T=64.
+            windows = sliding_window_view(template._window_src, self._seq_len, axis=0)
+            self._windows = windows.transpose(0, 2, 1)  # (bars, T, F)
+            self._masks = sliding_window_view(template._mask_src, self._seq_len)  # (bars, T)
         else:
             self._features = template._features
         self._cost_rate = template._cost_rate
@@ -405,10 +409,9 @@ class BatchedIntradayVecEnv(VecEnv):
             account[:, 1] = unrealized
         account[:, 2] = self._frac_left[bars]
         if self._sequence:
-            index = bars[:, None] + self._offsets  # (N, T): rows t-T+1..t of the arrays
             return {
-                "window": self._window_src[index],
-                "mask": self._mask_src[index],
+                "window": self._windows[bars],  # (N, T, F), a copy
+                "mask": self._masks[bars],  # (N, T)
                 "account": account,
             }
         return {"features": self._features[bars], "account": account}
