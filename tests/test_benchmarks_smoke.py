@@ -48,6 +48,27 @@ def test_bench_env_smallest(tmp_path: Path) -> None:
     assert {"python", "cpu_count", "stable_baselines3"} <= set(result["machine"])
 
 
+def test_bench_vec_env_smallest(tmp_path: Path) -> None:
+    out = tmp_path / "bench_vec_env.json"
+    argv = ["--steps", "256", "--sessions", "10", "--envs", "1,4", "--repeats", "1"]
+    argv += ["--train-modes", "manual", "--train-envs", "1,2", "--train-steps", "16"]
+    argv += ["--train-warmup", "4", "--train-sessions", "30", "--out", str(out)]
+    result = _load("bench_vec_env").main(argv)
+    assert json.loads(out.read_text()) == result
+    assert result["benchmark"] == "bench_vec_env"
+    vec = {
+        f"{kind}_{obs}_n{n}"
+        for kind in ("batched", "dummy")
+        for obs in ("flat", "window")
+        for n in (1, 4)
+    }
+    train = {"train_manual_n1", "train_manual_n2"}
+    assert set(result["steps_per_second"]) == {"floor", "env_flat", "env_window"} | vec | train
+    assert all(_positive(v) for v in result["steps_per_second"].values())
+    assert set(result["batched_over_dummy"]) == {"flat_n1", "flat_n4", "window_n1", "window_n4"}
+    assert set(result["train_over_n1"]) == {"manual_n1", "manual_n2"}
+
+
 @pytest.mark.slow
 def test_bench_train_quick(tmp_path: Path) -> None:
     # One sequence encoder, separate and shared, YoopSAC and plain SB3, plus the baseline
@@ -179,3 +200,23 @@ def test_bench_pretrained_quick(tmp_path: Path) -> None:
     assert [r["repeat"] for r in result["runs"]["manual"]] == [0, 1]
     assert len(result["cases"]["transformer_frozen"]["over_manual_per_repeat"]) == 2
     assert result["target_frozen_over_manual"] == 0.8
+
+
+@pytest.mark.slow
+def test_bench_backends_quick(tmp_path: Path) -> None:
+    out = tmp_path / "bench_backends.json"
+    result = _load("bench_backends").main(
+        ["--steps", "20", "--rounds", "2", "--no-compile", "--json", str(out)]
+    )
+    assert json.loads(out.read_text()) == result
+    measured = set(result["steps_per_s"])
+    assert {"yoop_manual", "sb3_mlp", "yoop_transformer"} <= measured
+    assert measured | set(result["skipped"]) == {
+        "yoop_manual",
+        "sb3_mlp",
+        "sbx_mlp",
+        "yoop_transformer",
+    }
+    assert all(_positive(v) for v in result["steps_per_s"].values())
+    assert all(len(r) == 2 for r in result["runs_steps_per_s"].values())
+    assert _positive(result["paired_ratios"]["sb3_mlp_over_yoop_manual"])

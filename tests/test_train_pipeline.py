@@ -173,6 +173,45 @@ def test_seeded_runs_give_identical_parameters(dataset: SymbolDataset, tmp_path:
         assert th.equal(a[key], b[key]), key
 
 
+def test_batched_envs_train_with_the_same_budget_and_are_seeded(
+    dataset: SymbolDataset, tmp_path: Path
+) -> None:
+    """n_envs > 1: same transitions, evaluation steps and updates per transition; repeatable."""
+    fit, val = _spans(dataset)
+    # 50 is no multiple of 4: evaluations come at the first step of 4 envs past each 50.
+    common = {"eval_every_steps": 50, "tensorboard_log": None}
+    single = train_on_range(dataset, fit, val, _config(tmp_path, "manual", **common))
+    config = _config(tmp_path, "manual", n_envs=4, **common)
+    result = train_on_range(dataset, fit, val, config)
+    m = result.metrics
+    assert m["steps_done"] == single.metrics["steps_done"] == 240
+    assert [s for s, _ in single.val_history] == [50, 100, 150, 200]
+    assert [s for s, _ in result.val_history] == [52, 100, 152, 200]
+    model = result.model
+    assert model.env is not None and model.env.num_envs == 4
+    assert model.gradient_steps == 4  # one update per transition, as with one env
+    assert model.replay_buffer.n_envs == 4  # type: ignore[union-attr]
+    assert model.replay_buffer.size() == 240 // 4  # type: ignore[union-attr]
+    # Updates after learning_starts (40) transitions: 200 either way.
+    assert model._n_updates == single.model._n_updates == 200
+    again = train_on_range(dataset, fit, val, config).model.policy.state_dict()
+    for key, value in model.policy.state_dict().items():
+        assert th.equal(value, again[key]), key
+    assert any(
+        not th.equal(value, single.model.policy.state_dict()[key])
+        for key, value in model.policy.state_dict().items()
+    ), "four envs see other episodes than one"
+
+
+def test_n_envs_is_a_validated_training_option() -> None:
+    with pytest.raises(ConfigError, match=r"training\.n_envs: Input should be greater than"):
+        resolve_experiment(overrides={"training": {"n_envs": 0}})
+    config = resolve_experiment(overrides={"training": {"n_envs": 4}})
+    assert "  n_envs: 4\n" in config.to_yaml()  # what --print-config shows
+    with pytest.raises(ConfigError, match=r"n_envs 4 does not combine with augmentation"):
+        resolve_experiment(overrides={"training": {"n_envs": 4, "input_jitter": 0.1}})
+
+
 def test_env_layout_follows_the_encoder(tmp_path: Path) -> None:
     cfg = resolve_experiment(
         overrides={"encoder": {"name": "lstm"}, "env": {"sequence_length": 12}}

@@ -120,7 +120,16 @@ class TrainingSettings(ConfigModel):
     train_freq: PosInt = 1
     """Environment steps between training phases."""
     gradient_steps: PosInt = 1
-    """Gradient steps per training phase."""
+    """Gradient steps per training phase, per env (multiplied by :attr:`n_envs`)."""
+    n_envs: PosInt = 1
+    """Training envs stepped together (``backend.training.vec_env.BatchedIntradayVecEnv``):
+    one policy forward picks ``n_envs`` actions. ``total_timesteps``, ``learning_starts``
+    and ``eval_every_steps`` stay counted in transitions, and a training phase comes every
+    ``train_freq`` steps of all the envs with ``gradient_steps * n_envs`` updates, so the
+    updates per transition are unchanged; each env starts its own episodes. The numbers
+    are those of ``n_envs`` single envs for every reward (rewards without an array form run
+    as one scalar object per env, slower). Does not combine with the augmentation options,
+    which wrap one env."""
     gradient_accumulation_steps: PosInt = 1
     """Micro-batches per gradient step; must divide :attr:`batch_size`. Each micro-batch's
     loss is scaled by ``1/k`` and the gradients summed before one optimiser step, which is
@@ -184,5 +193,19 @@ class TrainingSettings(ConfigModel):
             raise ValueError(
                 f"gradient_accumulation_steps {self.gradient_accumulation_steps} "
                 f"must divide batch_size {self.batch_size} (equal micro-batches)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _batched_envs_without_augmentation(self) -> TrainingSettings:
+        augmented = [
+            name
+            for name in ("input_jitter", "feature_dropout", "resample_probability")
+            if getattr(self, name)
+        ]
+        if self.n_envs > 1 and augmented:
+            raise ValueError(
+                f"n_envs {self.n_envs} does not combine with augmentation ({', '.join(augmented)}):"
+                " the augmentation wraps one env; set n_envs: 1 or turn the augmentation off"
             )
         return self

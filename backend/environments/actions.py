@@ -42,3 +42,14 @@ def apply_deadband(target: float, position: float, deadband: float) -> float:
     when the target is flat.
     """
     return position if abs(target - position) < deadband else target
+
+
+def actions_to_targets(actions: np.ndarray, config: EnvConfig) -> np.ndarray:
+    """:func:`action_to_target` on a ``(N,)`` float64 array of finite actions, same arithmetic.
+
+    For batched envs; the caller checks the shape and finiteness (it names the env).
+    """
+    a = np.minimum(np.maximum(actions, -1.0), 1.0)
+    if config.long_only:
+        a = 0.5 * (a + 1.0)
+    return a * config.max_position

@@ -14,6 +14,7 @@ resolved experiment (preset + ``--config`` file + flags) as YAML. See
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -43,7 +44,7 @@ from backend.data_download.synthetic_market import (
 from backend.database.datasets import load_symbol_dataset
 from backend.evaluation import ground_truth, tracking
 from backend.evaluation import report as reports
-from backend.models.feature_extractors import encoder_names
+from backend.models.feature_extractors import encoder_names, uses_sequence_observation
 from backend.models.pretrained import PretrainedUse
 from backend.training import walk_forward_runner as runner
 from backend.training.executors import EXECUTORS, RAY_INSTALL_HINT, reuse_pools
@@ -682,6 +683,23 @@ def _run_one(
     label: str,
 ) -> int:
     """Load, print the windows, and (unless ``--dry-run``) execute one run."""
+    planned = _plan_from_args(args, spec, data_dir, synthetic, label)
+    if planned is None:
+        return 0
+    run_planned(
+        [planned], workers=args.workers, executor=args.executor, ray_address=args.ray_address
+    )
+    return finish_run(planned, publish=args.publish, output_root=args.output_root)
+
+
+def _plan_from_args(
+    args: argparse.Namespace,
+    spec: runner.RunSpec,
+    data_dir: Path,
+    synthetic: bool,
+    label: str,
+) -> PlannedRun | None:
+    """Load the data, print it and the windows, and plan the run (None with ``--dry-run``)."""
     datasets, notes = load_datasets(
         spec.symbols, data_dir, spec.features, spec.start, spec.end, spec.config.data.database
     )
@@ -702,17 +720,12 @@ def _run_one(
         print(table.to_string())
     if args.dry_run:
         print("\ndry run: nothing trained")
-        return 0
-    return execute(
+        return None
+    return plan_run(
         spec,
         windows,
         sessions,
-        workers=args.workers,
         resume=args.resume is not None,
-        executor=args.executor,
-        ray_address=args.ray_address,
-        publish=args.publish,
-        output_root=args.output_root,
         tracker=tracking.make_tracker(args.tracking, spec.output_dir, args.tracking_uri),
     )
 
@@ -733,28 +746,40 @@ def run_ground_truth(args: argparse.Namespace) -> int:
     spec: runner.RunSpec | None = None
     stamp = dt.datetime.now()
     uses = resolve_cli_config(args).pretrained_variants
+    # Plan every sub-run first, then run all their jobs through one executor (no worker
+    # waits for one market's slowest job), then write each sub-run's report.
+    planned: list[tuple[str, str | None, PlannedRun, Path]] = []
     for market in MARKET_NAMES:
         print(f"\n=== ground-truth market: {market} ({MARKET_SCENARIOS[market].description})")
         spec, data_dir, synthetic = _spec_from_args(args, market, stamp)
         root = Path(spec.output_dir).parent
-        code = _run_one(args, spec, data_dir, synthetic, f"{spec.preset}, market {market}")
-        if code != 0:
-            return code
-        variants: dict[str, dict[str, Any]] = {}
+        plan = _plan_from_args(args, spec, data_dir, synthetic, f"{spec.preset}, market {market}")
+        if plan is not None:
+            planned.append((market, None, plan, data_dir))
         for use in uses:
             print(f"\n=== ground-truth market: {market}, sequence encoders pretrained ({use})")
             vspec, _, _ = _spec_from_args(args, market, stamp, pretrained_use=use)
             label = f"{vspec.preset}, market {market}, pretrained {use}"
-            code = _run_one(args, vspec, data_dir, synthetic, label)
-            if code != 0:
-                return code
-            if not args.dry_run:
-                variants[use] = _finished_run(vspec, data_dir)
-        if args.dry_run:
-            continue
-        runs[market] = {**_finished_run(spec, data_dir), "variants": variants}
+            vplan = _plan_from_args(args, vspec, data_dir, synthetic, label)
+            if vplan is not None:
+                planned.append((market, use, vplan, data_dir))
     if args.dry_run or root is None or spec is None:
         return 0
+    run_planned(
+        [p for _, _, p, _ in planned],
+        workers=args.workers,
+        executor=args.executor,
+        ray_address=args.ray_address,
+    )
+    for market, variant, plan, market_dir in planned:
+        code = finish_run(plan, publish=args.publish, output_root=args.output_root)
+        if code != 0:
+            return code
+        finished = _finished_run(plan.spec, market_dir)
+        if variant is None:
+            runs[market] = {**finished, "variants": runs.get(market, {}).get("variants", {})}
+        else:
+            runs.setdefault(market, {"variants": {}})["variants"][variant] = finished
     table = ground_truth.ground_truth_table(runs, spec.symbols[0], spec.modes, seed=spec.seed)
     runner.write_json_atomic(root / "ground_truth.json", table)
     text = ground_truth.render_ground_truth_markdown(table, spec.symbols[0])
@@ -811,6 +836,23 @@ def _recorded_jobs(out: Path) -> list[dict[str, Any]]:
     return jobs
 
 
+@dataclasses.dataclass
+class PlannedRun:
+    """A run whose ``run.json`` is written and whose pending jobs are known."""
+
+    spec: runner.RunSpec
+    jobs: list[runner.Job]
+    """Every job of the run."""
+    pending: list[runner.Job]
+    """The jobs without a complete ``result.json`` (all of them unless resuming)."""
+    tracker: tracking.Tracker
+
+    @property
+    def out(self) -> Path:
+        """The run directory."""
+        return Path(self.spec.output_dir)
+
+
 def execute(
     spec: runner.RunSpec,
     windows: Sequence[Any],
@@ -830,6 +872,20 @@ def execute(
     records (:data:`EXPERIMENTS_DIR`, :data:`BASELINE_RUNS_DIR`, :data:`CROSS_MODE_REPORT`)
     change only with ``publish``.
     """
+    planned = plan_run(spec, windows, sessions, resume=resume, tracker=tracker)
+    run_planned([planned], workers=workers, executor=executor, ray_address=ray_address)
+    return finish_run(planned, publish=publish, output_root=output_root)
+
+
+def plan_run(
+    spec: runner.RunSpec,
+    windows: Sequence[Any],
+    sessions: pd.DatetimeIndex,
+    *,
+    resume: bool = False,
+    tracker: tracking.Tracker | None = None,
+) -> PlannedRun:
+    """Check the run, write its ``run.json``, pretrain its trunks; nothing is trained yet."""
     tracker = tracker or tracking.NullTracker()
     out = Path(spec.output_dir)
     jobs = runner.plan_jobs(windows, sessions, spec.modes, spec.seeds)
@@ -857,7 +913,6 @@ def execute(
         for j in jobs
         if runner.load_complete_result(runner.job_dir(out, j) / runner.RESULT_FILE, j, spec) is None
     ]
-    workers = resolve_workers(workers, len(pending))
     if spec.config.training.pretrained.pretrain and pending:
         # Each window's trunk sees that window's fit range only (backend/supervised/pretrain.py).
         from backend.supervised.pretrain import pretrain_run
@@ -867,40 +922,70 @@ def execute(
     print(
         f"\nrun directory: {out}\njobs: {len(jobs)} ({len(windows)} window(s) x "
         f"{len(spec.modes)} mode(s): {', '.join(spec.modes)}), {len(jobs) - len(pending)} "
-        f"already done, {len(pending)} to run on {workers} worker(s) ({executor})"
+        f"already done, {len(pending)} to run"
     )
-    progress, task = _progress(len(jobs), len(jobs) - len(pending))
     tracker.start(json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8")))
+    return PlannedRun(spec=spec, jobs=jobs, pending=pending, tracker=tracker)
 
-    def on_done(job: runner.Job, result: dict[str, Any]) -> None:
+
+def run_planned(
+    planned: Sequence[PlannedRun],
+    *,
+    workers: int | str = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> None:
+    """Run the pending jobs of every planned run through one executor, one progress bar.
+
+    Jobs whose encoder reads a window of bars (the costly ones) are handed out first, so
+    the cheap ones fill the workers' tails; the order changes no result.
+    """
+    items = [(p.spec, job) for p in planned for job in p.pending]
+    items.sort(key=lambda item: not uses_sequence_observation(item[1].mode))  # stable
+    n_workers = resolve_workers(workers, len(items))
+    total = sum(len(p.jobs) for p in planned)
+    print(f"\n{len(items)} job(s) to run on {n_workers} worker(s) ({executor})")
+    progress, task = _progress(total, total - len(items))
+    by_dir = {p.spec.output_dir: p for p in planned}
+
+    def on_done(spec: runner.RunSpec, job: runner.Job, result: dict[str, Any]) -> None:
         sharpe = ", ".join(
             f"{s} Sharpe {reports.fmt(r['metrics']['sharpe'], 3)}"
             for s, r in result["symbols"].items()
         )
-        progress.console.print(f"  {job.name}: {sharpe} ({result['job_time_s']:.0f} s)")
-        progress.update(task, advance=1, description=job.name)
-        tracker.log_job(job.name, result)
+        label = job.name if len(planned) == 1 else f"{Path(spec.output_dir).name}/{job.name}"
+        progress.console.print(f"  {label}: {sharpe} ({result['job_time_s']:.0f} s)")
+        progress.update(task, advance=1, description=label)
+        by_dir[spec.output_dir].tracker.log_job(job.name, result)
 
     with progress:
         try:
-            runner.run_jobs(
-                spec,
-                pending,
-                workers=workers,
+            runner.run_spec_jobs(
+                items,
+                workers=n_workers,
                 on_done=on_done,
                 executor=executor,
                 ray_address=ray_address,
             )
         except BaseException as exc:
-            tracker.finish({}, status="FAILED")
+            for p in planned:
+                p.tracker.finish({}, status="FAILED")
             # Finished jobs keep their result.json; say how to continue, then fail loudly.
+            dirs = " / ".join(str(p.out) for p in planned)
             print(
                 f"run stopped ({type(exc).__name__}: {exc}); finished jobs are kept, continue "
-                f"with: python -m backend.scripts.run_walk_forward --resume {out}",
+                f"with: python -m backend.scripts.run_walk_forward --resume RUN_DIR ({dirs})",
                 file=sys.stderr,
             )
             raise
-    results = runner.collect_results(spec, jobs)
+
+
+def finish_run(
+    planned: PlannedRun, *, publish: bool = False, output_root: Path | None = None
+) -> int:
+    """Collect a finished run's results and write its reports; returns the exit code."""
+    spec, out, tracker = planned.spec, planned.out, planned.tracker
+    results = runner.collect_results(spec, planned.jobs)
     run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))
     metrics = reports.write_run_report(out, run_info, results)
     tracker.finish(metrics)

@@ -135,7 +135,9 @@ class ValidationEarlyStopping(EventCallback):
 
     Args:
         val_env: The validation env (not vectorized).
-        eval_every_steps: Callback calls (= env steps with one env) between evaluations.
+        eval_every_steps: Transitions (``num_timesteps``) between evaluations: with a VecEnv
+            of ``n`` envs each callback call adds ``n``, and an evaluation runs at the first
+            call at or past each multiple (with one env, every ``eval_every_steps`` calls).
         early_stop_window: Evaluations without improvement before stopping.
         min_delta: Improvement in (smoothed) Sharpe needed to count as a new best.
         smoothing: Evaluations averaged into the criterion (1: the latest alone).
@@ -192,6 +194,8 @@ class ValidationEarlyStopping(EventCallback):
         """``(num_timesteps, val_sharpe)`` of every evaluation."""
         self.evals_without_improvement = 0
         """Evaluations since the last new best."""
+        self._next_eval = self.eval_every_steps
+        """``num_timesteps`` at or past which the next evaluation runs."""
         self.stopped_early = False
         """True when this callback ended training."""
         self.restored = False
@@ -214,9 +218,16 @@ class ValidationEarlyStopping(EventCallback):
             "steps": float(result.n_steps),
         }
 
+    def _on_training_start(self) -> None:
+        super()._on_training_start()
+        every = self.eval_every_steps
+        self._next_eval = (self.num_timesteps // every + 1) * every
+
     def _on_step(self) -> bool:
-        if self.n_calls % self.eval_every_steps != 0:
+        if self.num_timesteps < self._next_eval:
             return True
+        every = self.eval_every_steps
+        self._next_eval = (self.num_timesteps // every + 1) * every
         metrics = self.evaluate()
         sharpe = metrics["sharpe"]
         self.history.append((self.num_timesteps, sharpe))

@@ -48,6 +48,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.utils import get_device
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from backend.config.experiment import (
     AGENT,
@@ -81,6 +82,7 @@ from backend.models.pretrained import (
 from backend.models.sac import YoopSAC
 from backend.training.augmentation import TrainingAugmentation
 from backend.training.callbacks import TradingMetricsCallback, ValidationEarlyStopping
+from backend.training.vec_env import BatchedIntradayVecEnv
 from backend.utils.config_model import ConfigError
 from backend.utils.provenance import collect_provenance, data_range
 
@@ -126,7 +128,7 @@ class TrainResult:
 
 
 def build_model(
-    env: gym.Env[Any, Any],
+    env: gym.Env[Any, Any] | VecEnv,
     config: ExperimentConfig,
     *,
     tensorboard_log: str | None,
@@ -138,9 +140,12 @@ def build_model(
     group sets its own ``weight_decay`` (0 outside the encoder), so this is Adam elsewhere.
     A fine-tuned pretrained trunk (``training.pretrained.use = finetune``) gets its own
     learning rate and weight decay. ``extractor`` replaces the features-extractor entries
-    of the policy kwargs (the frozen fast path's extractor).
+    of the policy kwargs (the frozen fast path's extractor). On a VecEnv of ``n`` envs
+    ``gradient_steps`` is multiplied by ``n``: a training phase follows ``train_freq``
+    steps of every env, so the updates per transition are those of one env.
     """
     settings = config.training
+    n_envs = env.num_envs if isinstance(env, VecEnv) else 1
     pretrained = settings.pretrained
     weight_decay, lr_scale = settings.encoder_weight_decay, 1.0
     if pretrained.enabled and pretrained.use == "finetune":
@@ -168,7 +173,7 @@ def build_model(
         tau=settings.tau,
         gamma=settings.gamma,
         train_freq=settings.train_freq,
-        gradient_steps=settings.gradient_steps,
+        gradient_steps=settings.gradient_steps * n_envs,
         policy_kwargs=policy_kwargs,
         tensorboard_log=tensorboard_log,
         seed=settings.seed,
@@ -255,15 +260,25 @@ def train_on_range(
             )
             embed_seconds = time.perf_counter() - started
             cfg = cfg.model_copy(update={"use_sequence_encoder": False})
-    train_env: gym.Env[Any, Any] = IntradayTradingEnv(train_arrays, cfg, fit_range, reward=reward)
-    if settings.input_jitter or settings.feature_dropout or settings.resample_probability:
-        train_env = TrainingAugmentation(
-            train_env,  # type: ignore[arg-type]
-            input_jitter=settings.input_jitter,
-            feature_dropout=settings.feature_dropout,
-            resample_probability=settings.resample_probability,
-            seed=settings.seed,
+    train_env: gym.Env[Any, Any] | VecEnv
+    if settings.n_envs > 1:
+        # VecMonitor: the episode statistics SB3 logs, as its Monitor gives one env. The
+        # schema refuses n_envs > 1 with augmentation (it wraps one env).
+        train_env = VecMonitor(
+            BatchedIntradayVecEnv(
+                train_arrays, cfg, fit_range, num_envs=settings.n_envs, reward=reward
+            )
         )
+    else:
+        train_env = IntradayTradingEnv(train_arrays, cfg, fit_range, reward=reward)
+        if settings.input_jitter or settings.feature_dropout or settings.resample_probability:
+            train_env = TrainingAugmentation(
+                train_env,
+                input_jitter=settings.input_jitter,
+                feature_dropout=settings.feature_dropout,
+                resample_probability=settings.resample_probability,
+                seed=settings.seed,
+            )
     val_cfg = cfg.model_copy(update={"episode_sessions": 0, "random_start": False})
     val_env = IntradayTradingEnv(train_arrays, val_cfg, val_range, reward=reward)
 
