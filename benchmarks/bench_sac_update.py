@@ -1,9 +1,9 @@
-"""Cost of one YoopSAC gradient step at the ``short`` preset, per mode and optimiser variant.
+"""Cost of one YoopSAC gradient step at a preset's sizes, per mode and optimiser variant.
 
 Usage::
 
     python benchmarks/bench_sac_update.py [--modes manual,transformer] [--updates 200]
-                                          [--rounds 5] [--json FILE]
+                                          [--rounds 5] [--preset short|long] [--json FILE]
 
 Decides the optimiser/Polyak implementation by measurement (issue 10): every variant is
 built on the same env and replay buffer and timed over ``--updates`` calls of
@@ -39,14 +39,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _model(mode: str, variant: str, arrays: Any) -> Any:
-    """A short-preset YoopSAC of ``mode`` whose optimisers use ``variant``, buffer filled."""
+def _model(mode: str, variant: str, arrays: Any, preset: str = "short") -> Any:
+    """A ``preset`` YoopSAC of ``mode`` whose optimisers use ``variant``, buffer filled."""
     from backend.config.experiment import resolve_experiment
     from backend.environments.intraday_env import IntradayTradingEnv
     from backend.training.train import build_model
 
     config = resolve_experiment(
-        "short",
+        preset,
         overrides={
             "encoder": {"name": mode},
             "training": {"seed": 0, "learning_starts": 600, "tensorboard_log": None},
@@ -61,7 +61,9 @@ def _model(mode: str, variant: str, arrays: Any) -> Any:
     if model.ent_coef_optimizer is not None:
         for group in model.ent_coef_optimizer.param_groups:
             group.update({"foreach": None, "fused": None, **extra})
-    model.learn(total_timesteps=700)  # 600 random steps, then 50 updates (not timed)
+    # 600 random steps, then 20 updates (not timed); one update per step here.
+    model.train_freq = type(model.train_freq)(1, model.train_freq.unit)
+    model.learn(total_timesteps=620)
     return model
 
 
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and write its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="manual,cnn,lstm,transformer")
+    parser.add_argument("--preset", default="short", help="run preset whose sizes to use")
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, default=DEFAULT_OUT)
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results: dict[str, Any] = {}
     for mode in modes:
-        models = {v: _model(mode, v, arrays) for v in VARIANTS}
+        models = {v: _model(mode, v, arrays, args.preset) for v in VARIANTS}
         runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
         for _ in range(args.rounds):
             for variant, model in models.items():

@@ -113,3 +113,9 @@ def test_variants_where_they_cannot_apply_are_one_line_errors(
     argv = ["--config", str(workspace / "tiny.yaml"), "--pretrained-variants", "frozen"]
     assert cli.main([*argv, *extra, "--dry-run"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_print_config_names_the_variant_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--print-config", "--pretrained-variants", "finetune"]) == 0
+    out = capsys.readouterr().out
+    assert "# and once more per market for pretrained_variants 'finetune'" in out

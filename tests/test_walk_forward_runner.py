@@ -461,3 +461,41 @@ def test_the_ground_truth_job_runs_every_market_and_writes_the_table(
     report = (out / "report.md").read_text()
     assert report.startswith("# Ground-truth comparison")
     assert "[sequence](sequence/report.md)" in report
+
+
+def test_out_of_sample_test_scores_every_bar_even_after_a_ruinous_loss():
+    """A policy that loses half its capital is reported with its whole loss (not a crash).
+
+    Training episodes end at the ruin threshold; the test rollout must cover every test bar,
+    as the baselines do, or the session tests would compare different sessions.
+    """
+    import numpy as np
+
+    from backend.data_download.market_arrays import synthetic_market_arrays
+    from backend.environments.env_config import EnvConfig
+    from backend.environments.intraday_env import IntradayTradingEnv
+    from backend.evaluation.rollout import rollout_policy
+
+    arrays = synthetic_market_arrays(40, 4, seed=3)
+
+    class Churn:
+        """Flips between full long and full short every bar: costs ruin it."""
+
+        def __init__(self) -> None:
+            self.sign = 1.0
+
+        def predict(self, observation, state=None, episode_start=None, deterministic=False):
+            self.sign = -self.sign
+            return np.array([self.sign], dtype=np.float32), None
+
+    training_cfg = EnvConfig(cost_bps=100.0, deadband=0.0, ruin_equity=0.5)
+    test_cfg = runner.out_of_sample_env_config(training_cfg)
+    assert test_cfg.episode_sessions == 0 and not test_cfg.random_start
+    assert test_cfg.ruin_equity == 0.0 and test_cfg.cost_bps == 100.0
+    whole = {"episode_sessions": 0, "random_start": False}
+    full = IntradayTradingEnv(arrays, training_cfg.model_copy(update=whole))
+    stopped = rollout_policy(Churn(), full)
+    assert stopped.equity[-1] < 0.5 and stopped.n_steps < arrays.n_bars - 1  # training rule
+    scored = rollout_policy(Churn(), IntradayTradingEnv(arrays, test_cfg))
+    assert scored.n_steps == arrays.n_bars - 1  # every bar after the first decision bar
+    assert scored.equity[-1] < stopped.equity[-1]  # the whole loss is reported

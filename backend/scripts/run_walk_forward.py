@@ -646,6 +646,12 @@ def run(argv: Sequence[str] | None = None) -> int:
                     "# ground-truth comparison: this experiment runs once per data.market in "
                     f"{list(MARKET_NAMES)}, then the ground-truth table"
                 )
+                for use in config.pretrained_variants:
+                    print(
+                        f"# and once more per market for pretrained_variants {use!r}: the "
+                        "sequence encoders with training.pretrained {pretrain: true, use: "
+                        f"{use}}}"
+                    )
                 config = resolve_cli_config(args, MARKET_NAMES[0])
         print(config.to_yaml(), end="")
         return 0

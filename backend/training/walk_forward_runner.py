@@ -91,6 +91,7 @@ __all__ = [
     "run_job",
     "run_jobs",
     "run_spec_jobs",
+    "out_of_sample_env_config",
     "write_run_json",
 ]
 
@@ -565,11 +566,24 @@ def session_block(
         if len(series) != len(net_returns):
             raise RuntimeError(
                 f"baseline {name!r}: {len(series)} test bars but the model traded "
-                f"{len(net_returns)}"
+                f"{len(net_returns)} (a test rollout only ends early when equity reaches 0)"
             )
         _, values = per_session_returns(series, dates)
         out["baselines"][name] = values.tolist()
     return out
+
+
+def out_of_sample_env_config(env_config: EnvConfig) -> EnvConfig:
+    """The env settings of an out-of-sample test: one episode over every test bar.
+
+    No random start, no episode length, and no ruin stop (``ruin_equity`` 0): the ruin
+    threshold ends *training* episodes, but a test must score every test bar, as the
+    baselines do (:mod:`backend.evaluation.baselines`), so a policy that loses half its
+    capital is reported with its whole loss instead of ending the run.
+    """
+    return env_config.model_copy(
+        update={"episode_sessions": 0, "random_start": False, "ruin_equity": 0.0}
+    )
 
 
 def _train_and_test_symbol(
@@ -596,7 +610,7 @@ def _train_and_test_symbol(
     )
     arrays = ds.arrays(result.normalizer)
     test_range = bar_range(arrays, *ds.session_bounds(*test))
-    test_cfg = result.env_config.model_copy(update={"episode_sessions": 0, "random_start": False})
+    test_cfg = out_of_sample_env_config(result.env_config)
     env = _RecordingEnv(arrays, test_cfg, test_range, reward=config.reward)
     fast = None
     if not spec.stochastic_eval and supports_segment_actor(result.model):
