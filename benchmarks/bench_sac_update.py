@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/bench_sac_update.py [--modes manual,transformer] [--updates 200]
-                                          [--rounds 5] [--preset short|long] [--json FILE]
+                                          [--rounds 5] [--preset short|long]
+                                          [--batch-size N] [--json FILE]
 
 Decides the optimiser/Polyak implementation by measurement (issue 10): every variant is
 built on the same env and replay buffer and timed over ``--updates`` calls of
@@ -39,7 +40,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _model(mode: str, variant: str, arrays: Any, preset: str = "short") -> Any:
+def _model(
+    mode: str, variant: str, arrays: Any, preset: str = "short", batch_size: int | None = None
+) -> Any:
     """A ``preset`` YoopSAC of ``mode`` whose optimisers use ``variant``, buffer filled."""
     from backend.config.experiment import resolve_experiment
     from backend.environments.intraday_env import IntradayTradingEnv
@@ -49,7 +52,12 @@ def _model(mode: str, variant: str, arrays: Any, preset: str = "short") -> Any:
         preset,
         overrides={
             "encoder": {"name": mode},
-            "training": {"seed": 0, "learning_starts": 600, "tensorboard_log": None},
+            "training": {
+                "seed": 0,
+                "learning_starts": 600,
+                "tensorboard_log": None,
+                **({"batch_size": batch_size} if batch_size else {}),
+            },
         },
     )
     env = IntradayTradingEnv(arrays, config.env, reward=config.reward)
@@ -80,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="manual,cnn,lstm,transformer")
     parser.add_argument("--preset", default="short", help="run preset whose sizes to use")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the batch size")
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, default=DEFAULT_OUT)
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results: dict[str, Any] = {}
     for mode in modes:
-        models = {v: _model(mode, v, arrays, args.preset) for v in VARIANTS}
+        models = {v: _model(mode, v, arrays, args.preset, args.batch_size) for v in VARIANTS}
         runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
         for _ in range(args.rounds):
             for variant, model in models.items():
