@@ -426,7 +426,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}"
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output file")
+    parser.add_argument(
+        "--out", "--json", dest="out", type=Path, default=DEFAULT_OUT, help="JSON output file"
+    )
     parser.add_argument("--warmup", type=int, default=5, help="untimed gradient steps first")
     parser.add_argument(
         "--baseline-steps",
