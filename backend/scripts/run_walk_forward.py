@@ -937,11 +937,14 @@ def run_planned(
 ) -> None:
     """Run the pending jobs of every planned run through one executor, one progress bar.
 
-    Jobs whose encoder reads a window of bars (the costly ones) are handed out first, so
-    the cheap ones fill the workers' tails; the order changes no result.
+    One run's jobs go in plan order (window by window). Several runs' jobs (the
+    ground-truth comparison) go together, those whose encoder reads a window of bars (the
+    costly ones) first, so the cheap ones fill the workers' tails. The order changes no
+    result: each job's seed comes from the job.
     """
     items = [(p.spec, job) for p in planned for job in p.pending]
-    items.sort(key=lambda item: not uses_sequence_observation(item[1].mode))  # stable
+    if len(planned) > 1:
+        items.sort(key=lambda item: not uses_sequence_observation(item[1].mode))  # stable
     n_workers = resolve_workers(workers, len(items))
     total = sum(len(p.jobs) for p in planned)
     print(f"\n{len(items)} job(s) to run on {n_workers} worker(s) ({executor})")
@@ -971,10 +974,12 @@ def run_planned(
             for p in planned:
                 p.tracker.finish({}, status="FAILED")
             # Finished jobs keep their result.json; say how to continue, then fail loudly.
-            dirs = " / ".join(str(p.out) for p in planned)
+            resumes = "; ".join(
+                f"python -m backend.scripts.run_walk_forward --resume {p.out}" for p in planned
+            )
             print(
                 f"run stopped ({type(exc).__name__}: {exc}); finished jobs are kept, continue "
-                f"with: python -m backend.scripts.run_walk_forward --resume RUN_DIR ({dirs})",
+                f"with: {resumes}",
                 file=sys.stderr,
             )
             raise
