@@ -73,10 +73,12 @@ def test_the_table_gains_tested_pretrained_rows(variant_run: Path) -> None:
     text = (variant_run / "ground_truth.md").read_text()
     assert "| sequence | cnn+pretrained(finetune) | 4 |" in text
     assert "## Pretrained trunks against the same encoder from scratch" in text
-    assert (
-        "[sequence-pretrained-frozen](sequence-pretrained-frozen/report.md)"
-        in (variant_run / "report.md").read_text()
-    )
+    root_report = (variant_run / "report.md").read_text()
+    assert "[sequence-pretrained-frozen](sequence-pretrained-frozen/report.md)" in root_report
+    # The table's picture: one forest row per table row, linked from the root report.
+    picture = variant_run / "ground_truth.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(ground_truth.png)" in root_report
 
 
 def test_each_variant_trains_the_sequence_encoders_on_their_windows_trunks(

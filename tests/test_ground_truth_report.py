@@ -175,3 +175,24 @@ def test_a_variant_on_other_sessions_is_refused():
     run = {"results": {"w00/cnn": base}, "variants": {"frozen": variant}}
     with pytest.raises(ValueError, match=r"pretrained \(frozen\) run: tested 3 sessions"):
         ground_truth.combined_tests(run, "SPY", ("cnn",), seed=0)
+
+
+def test_the_ground_truth_picture_draws_rows_with_an_interval_only(tmp_path):
+    from backend.evaluation.ground_truth import plot_ground_truth
+
+    def row(market, mode, low, high, p):
+        return {
+            "scenario": market,
+            "mode": mode,
+            "vs_flat_estimate": 0.0 if low is None else (low + high) / 2,
+            "vs_flat_ci_low": low,
+            "vs_flat_ci_high": high,
+            "p_adjusted": p,
+        }
+
+    table = {"alpha": 0.05, "rows": [row("null", "manual", -1.0, 1.0, 0.9)]}
+    path = plot_ground_truth(table, tmp_path / "gt.png")
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+    no_interval = {"rows": [row("null", "manual", None, None, 0.5)]}
+    assert plot_ground_truth(no_interval, tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from scipy import stats
 
 from backend.data_download.synthetic_market import MARKET_SCENARIOS
 from backend.evaluation import session_inference
+from backend.evaluation.plots import plot_test_forest
 from backend.evaluation.session_stats import paired_session_tests
 
 ALPHA = 0.05
@@ -406,3 +408,31 @@ def render_ground_truth_markdown(table: Mapping[str, Any], symbol: str) -> str:
         "checkpoints against.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def plot_ground_truth(table: Mapping[str, Any], path: str | Path) -> Path | None:
+    """The table as a forest plot: each row's Sharpe minus flat and its interval.
+
+    A filled marker is a Holm-significant difference (an ``edge`` or a ``loses`` verdict);
+    rows without an interval (a fallback t-test) are left out of the picture, not the table.
+    Returns None, writing nothing, when no row has an interval.
+    """
+    alpha = float(table.get("alpha", 0.05))
+    tests = [
+        {
+            "strategy": f"{row['scenario']} / {row['mode']}",
+            "against": "flat",
+            "metric": "sharpe",
+            "estimate": row["vs_flat_estimate"],
+            "ci_low": row["vs_flat_ci_low"],
+            "ci_high": row["vs_flat_ci_high"],
+            "significant": row.get("p_adjusted") is not None and row["p_adjusted"] < alpha,
+        }
+        for row in table["rows"]
+        if row.get("vs_flat_ci_low") is not None and row.get("vs_flat_ci_high") is not None
+    ]
+    if not tests:
+        return None
+    return plot_test_forest(
+        tests, path, title="Ground truth: annualized Sharpe minus flat, per market and mode"
+    )

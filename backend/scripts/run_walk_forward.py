@@ -732,6 +732,8 @@ def _plan_from_args(
 
 GROUND_TRUTH_FILE = "ground_truth.md"
 """The ground-truth table, at the root of a ground-truth comparison run."""
+GROUND_TRUTH_PLOT = "ground_truth.png"
+"""Its picture: every row's Sharpe minus flat with the interval, filled when Holm-significant."""
 
 
 def run_ground_truth(args: argparse.Namespace) -> int:
@@ -784,10 +786,16 @@ def run_ground_truth(args: argparse.Namespace) -> int:
     runner.write_json_atomic(root / "ground_truth.json", table)
     text = ground_truth.render_ground_truth_markdown(table, spec.symbols[0])
     (root / GROUND_TRUTH_FILE).write_text(text, encoding="utf-8")
+    picture = ground_truth.plot_ground_truth(table, root / GROUND_TRUTH_PLOT)
     # The root's report.md (what the console renders): the table and each market's report.
     folders = [variant_folder(m, u) for m in runs for u in (None, *runs[m]["variants"])]
     links = ", ".join(f"[{f}]({f}/report.md)" for f in folders)
-    (root / "report.md").write_text(f"{text}\nPer-market run reports: {links}.\n", encoding="utf-8")
+    image = (
+        "" if picture is None else f"![Sharpe minus flat per market and mode]({picture.name})\n\n"
+    )
+    (root / "report.md").write_text(
+        f"{text}\n{image}Per-market run reports: {links}.\n", encoding="utf-8"
+    )
     print("\n" + text)
     print(f"ground-truth table: {root / GROUND_TRUTH_FILE}")
     return 0
