@@ -17,22 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch as th
+from sac_support import TINY_ENCODERS, synthetic_arrays
 from torch.nn import functional as F
 
-from backend.config.encoder_config import (
-    CNNConfig,
-    LSTMConfig,
-    ManualEncoderConfig,
-    TransformerConfig,
-)
 from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig
-from backend.data_download.dataset import SymbolDataset
-from backend.data_download.loader import join_vix_asof
-from backend.data_download.synthetic_market import (
-    SyntheticMarketConfig,
-    generate_synthetic_market,
-)
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.models.feature_extractors import encoder_policy_kwargs, uses_sequence_observation
 from backend.models.sac import YoopSAC
@@ -41,26 +29,13 @@ th.set_num_threads(1)
 
 BATCH = 32
 SEQ = 8
-ENCODERS: dict[str, Any] = {
-    "manual": ManualEncoderConfig(hidden_dims=(16,), embedding_dim=8, account_dim=4),
-    "cnn": CNNConfig(channels=8, dilations=(1, 2), embedding_dim=8, account_dim=4),
-    "lstm": LSTMConfig(hidden_size=8, embedding_dim=8, account_dim=4),
-    "transformer": TransformerConfig(
-        d_model=8, n_heads=2, n_layers=1, ff_dim=16, embedding_dim=8, account_dim=4
-    ),
-}
+ENCODERS = TINY_ENCODERS
 LAYOUTS = ("separate", "shared_actor", "shared_critic")
 
 
 @pytest.fixture(scope="module")
 def arrays() -> Any:
-    frames = generate_synthetic_market(
-        SyntheticMarketConfig(start="2024-10-01", end=None, n_sessions=12, seed=11)
-    )
-    market = join_vix_asof(frames["SPY"], frames["VIX"])
-    dataset = SymbolDataset.from_market("SPY", market, FeatureConfig())
-    sessions = dataset.sessions
-    return dataset.arrays(dataset.fit_normalizer(sessions[0], sessions[-1]))
+    return synthetic_arrays(12, seed=11)
 
 
 def _model(arrays: Any, mode: str, layout: str, **overrides: Any) -> YoopSAC:

@@ -7,46 +7,21 @@ from typing import Any
 import numpy as np
 import pytest
 import torch as th
+from sac_support import TINY_ENCODERS, synthetic_arrays
 
-from backend.config.encoder_config import (
-    CNNConfig,
-    LSTMConfig,
-    ManualEncoderConfig,
-    TransformerConfig,
-)
 from backend.config.env_config import EnvConfig
-from backend.config.training_config import FeatureConfig
-from backend.data_download.dataset import SymbolDataset
-from backend.data_download.loader import join_vix_asof
-from backend.data_download.synthetic_market import (
-    SyntheticMarketConfig,
-    generate_synthetic_market,
-)
 from backend.environments.intraday_env import IntradayTradingEnv
 from backend.evaluation.rollout import rollout_policy
 from backend.models.feature_extractors import encoder_policy_kwargs, uses_sequence_observation
 from backend.models.sac import YoopSAC
 from backend.models.segment_actor import SegmentActor, supports_segment_actor
 
-ENCODERS: dict[str, Any] = {
-    "manual": ManualEncoderConfig(hidden_dims=(16,), embedding_dim=8, account_dim=4),
-    "cnn": CNNConfig(channels=8, dilations=(1, 2), embedding_dim=8, account_dim=4),
-    "lstm": LSTMConfig(hidden_size=8, embedding_dim=8, account_dim=4),
-    "transformer": TransformerConfig(
-        d_model=8, n_heads=2, n_layers=1, ff_dim=16, embedding_dim=8, account_dim=4
-    ),
-}
+ENCODERS = TINY_ENCODERS
 
 
 @pytest.fixture(scope="module")
 def arrays() -> Any:
-    frames = generate_synthetic_market(
-        SyntheticMarketConfig(start="2024-10-01", end=None, n_sessions=40, seed=5)
-    )
-    market = join_vix_asof(frames["SPY"], frames["VIX"])
-    dataset = SymbolDataset.from_market("SPY", market, FeatureConfig())
-    sessions = dataset.sessions
-    return dataset.arrays(dataset.fit_normalizer(sessions[0], sessions[19]))
+    return synthetic_arrays(40, seed=5, fit_sessions=20)
 
 
 def _env(arrays: Any, mode: str, bar_range: tuple[int, int] | None = None) -> IntradayTradingEnv:

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -342,6 +342,15 @@ def describe_data(
     return "\n".join(lines)
 
 
+def _known_names(text: str, known: Sequence[str], message: Callable[[list[str]], str]) -> list[str]:
+    """The lower-cased names of a comma-separated list; ``message(bad)`` if any is unknown."""
+    names = [s.strip().lower() for s in text.split(",")]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise UserError(message(bad))
+    return names
+
+
 def parse_modes(text: str) -> tuple[str, ...]:
     """``"all"`` or ``"cnn,manual"`` -> modes in canonical order (manual first).
 
@@ -351,13 +360,14 @@ def parse_modes(text: str) -> tuple[str, ...]:
     known = encoder_names()
     if text.strip().lower() == "all":
         return known
-    names = [s.strip().lower() for s in text.split(",")]
-    bad = [n for n in names if n not in known]
-    if bad or not names:
-        raise UserError(
+    names = _known_names(
+        text,
+        known,
+        lambda bad: (
             f"--sequence-encoder {text!r}: unknown mode(s) {bad}; expected "
             f"{', '.join(known)}, a comma-separated list of them, or all"
-        )
+        ),
+    )
     return tuple(m for m in known if m in names)
 
 
@@ -365,14 +375,16 @@ def parse_pretrained_variants(text: str) -> tuple[str, ...]:
     """``"finetune,frozen"`` or ``"none"`` -> the uses, refusing unknown names."""
     if text.strip().lower() == "none":
         return ()
-    names = [s.strip().lower() for s in text.split(",")]
-    bad = [n for n in names if n not in PRETRAINED_USES]
-    if bad or not names:
-        raise UserError(
-            f"--pretrained-variants {text!r}: unknown use(s) {bad}; expected a "
-            f"comma-separated list of {', '.join(PRETRAINED_USES)}, or none"
+    return tuple(
+        _known_names(
+            text,
+            PRETRAINED_USES,
+            lambda bad: (
+                f"--pretrained-variants {text!r}: unknown use(s) {bad}; expected a "
+                f"comma-separated list of {', '.join(PRETRAINED_USES)}, or none"
+            ),
         )
-    return tuple(names)
+    )
 
 
 def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -861,30 +873,6 @@ class PlannedRun:
         return Path(self.spec.output_dir)
 
 
-def execute(
-    spec: runner.RunSpec,
-    windows: Sequence[Any],
-    sessions: pd.DatetimeIndex,
-    *,
-    workers: int | str = 1,
-    resume: bool = False,
-    executor: str = "local",
-    ray_address: str | None = None,
-    publish: bool = False,
-    output_root: Path | None = None,
-    tracker: tracking.Tracker | None = None,
-) -> int:
-    """Run the pending jobs, then write the reports; returns the exit code.
-
-    Everything goes under the run directory and its output root's index; the tracked
-    records (:data:`EXPERIMENTS_DIR`, :data:`BASELINE_RUNS_DIR`, :data:`CROSS_MODE_REPORT`)
-    change only with ``publish``.
-    """
-    planned = plan_run(spec, windows, sessions, resume=resume, tracker=tracker)
-    run_planned([planned], workers=workers, executor=executor, ray_address=ray_address)
-    return finish_run(planned, publish=publish, output_root=output_root)
-
-
 def plan_run(
     spec: runner.RunSpec,
     windows: Sequence[Any],
@@ -996,7 +984,12 @@ def run_planned(
 def finish_run(
     planned: PlannedRun, *, publish: bool = False, output_root: Path | None = None
 ) -> int:
-    """Collect a finished run's results and write its reports; returns the exit code."""
+    """Collect a finished run's results and write its reports; returns the exit code.
+
+    Everything goes under the run directory and its output root's index; the tracked
+    records (:data:`EXPERIMENTS_DIR`, :data:`BASELINE_RUNS_DIR`, :data:`CROSS_MODE_REPORT`)
+    change only with ``publish``.
+    """
     spec, out, tracker = planned.spec, planned.out, planned.tracker
     results = runner.collect_results(spec, planned.jobs)
     run_info = json.loads((out / runner.RUN_FILE).read_text(encoding="utf-8"))

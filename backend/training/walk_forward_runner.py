@@ -40,7 +40,6 @@ with replicate numbers 0..N-1; replicate 0 lives in ``w00/<mode>``, replicate r 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import resource
@@ -89,7 +88,6 @@ __all__ = [
     "plan_jobs",
     "pretrained_dir",
     "run_job",
-    "run_jobs",
     "run_spec_jobs",
     "out_of_sample_env_config",
     "write_run_json",
@@ -733,49 +731,6 @@ def _init_worker() -> None:
     th.set_num_threads(1)
 
 
-def run_jobs(
-    spec: RunSpec,
-    jobs: Sequence[Job],
-    *,
-    workers: int = 1,
-    on_done: Callable[[Job, dict[str, Any]], None] | None = None,
-    executor: str = "local",
-    ray_address: str | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Run ``jobs`` serially, in a spawn-context process pool, or on Ray.
-
-    Every executor runs :func:`run_job` itself (see :mod:`backend.training.executors`).
-
-    Args:
-        spec: The run.
-        jobs: Jobs still to run (finished ones filtered out by the caller).
-        workers: Parallel jobs; 1 with the local executor runs in this process.
-        on_done: Called in this process after each finished job (progress bars).
-        executor: ``local`` (serial or process pool) or ``ray``.
-        ray_address: Ray cluster address; None starts a local Ray instance.
-
-    Returns:
-        ``{job.name: result}`` of the jobs run here.
-
-    Raises:
-        Exception: The first job failure, after cancelling jobs not yet started; jobs that
-            finished before it keep their ``result.json`` for ``--resume``.
-    """
-    results: dict[str, dict[str, Any]] = {}
-    for job, result in executors.run_jobs(
-        jobs,
-        functools.partial(run_job, spec),
-        executor=executor,
-        workers=workers,
-        initializer=_init_worker,
-        ray_address=ray_address,
-    ):
-        results[job.name] = result
-        if on_done is not None:
-            on_done(job, result)
-    return results
-
-
 def _run_spec_job(item: tuple[RunSpec, Job]) -> dict[str, Any]:
     """:func:`run_job` of a ``(spec, job)`` pair (module level: pool workers unpickle it)."""
     return run_job(*item)
@@ -789,11 +744,15 @@ def run_spec_jobs(
     executor: str = "local",
     ray_address: str | None = None,
 ) -> None:
-    """Run the jobs of several runs through one executor, as :func:`run_jobs` does for one.
+    """Run ``(spec, job)`` pairs serially, in a spawn-context process pool, or on Ray.
 
-    The ground-truth comparison hands every market's jobs over at once, so a worker that
-    finishes a market's last job starts the next market's instead of waiting for the
-    market's slowest job. Results do not depend on the order (seeds come from the jobs).
+    Every executor runs :func:`run_job` itself (see :mod:`backend.training.executors`).
+    The pairs may come from several runs: the ground-truth comparison hands every market's
+    jobs over at once, so a worker that finishes a market's last job starts the next
+    market's instead of waiting for the market's slowest job. Results do not depend on the
+    order (seeds come from the jobs). ``on_done`` is called in this process after each
+    finished job (progress bars). The first job failure is raised after cancelling the jobs
+    not yet started; jobs that finished before it keep their ``result.json`` for ``--resume``.
     """
     for (spec, job), result in executors.run_jobs(
         items,
